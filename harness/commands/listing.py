@@ -1,0 +1,60 @@
+"""`python -m harness list optimizers|losses|datasets`: names, descriptions, hyper-parameters.
+
+Datasets also show size, features, classes and class balance (loading each one;
+the embedded face set is built once and cached).
+"""
+import json
+import sys
+
+from harness.contracts import DatasetUnavailable
+from harness.registry import KINDS, load_registry
+
+
+def configure(parser):
+    parser.add_argument("kind", choices=list(KINDS), help="what to list")
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+def _entry(kind: str, spec) -> dict:
+    entry = {"name": spec.name, "description": spec.description,
+             "params": [p.to_dict() for p in spec.params]}
+    if kind == "datasets":
+        from harness.data import describe
+
+        try:
+            entry["info"] = describe(spec.load())
+            entry["available"] = True
+        except DatasetUnavailable as exc:
+            entry["available"] = False
+            entry["unavailable"] = str(exc)
+    return entry
+
+
+def _print_text(entries: list, kind: str) -> None:
+    for e in entries:
+        print(f"{e['name']}: {e['description']}")
+        if kind == "datasets":
+            info = e.get("info")
+            if info:
+                counts = ", ".join(f"{k}={v}" for k, v in info["class_counts"].items())
+                print(f"    {info['samples']} samples, {info['features']} features, "
+                      f"{info['classes']} classes ({counts}); imbalance {info['imbalance_ratio']:.1f}:1")
+                if info.get("source"):
+                    print(f"    source: {info['source']}")
+            else:
+                print(f"    unavailable: {e['unavailable']}")
+        for p in e["params"]:
+            extra = f" one of {p['choices']}" if "choices" in p else ""
+            print(f"    --set {p['name']}={p['default']!r} ({p['type']}{extra}) {p['help']}")
+
+
+def execute(args) -> int:
+    reg = load_registry()
+    for f in reg.failures:
+        print(f"warning: {f}", file=sys.stderr)
+    entries = [_entry(args.kind, spec) for spec in reg.kind(args.kind).values()]
+    if args.json:
+        print(json.dumps({args.kind: entries}, indent=2, default=str))
+    else:
+        _print_text(entries, args.kind)
+    return 0

@@ -1,0 +1,1 @@
+"""Convergence reports (being built)."""

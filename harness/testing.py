@@ -1,0 +1,272 @@
+"""Conformance kit for plugin authors: run it in your own pytest suite.
+
+Modelled on scikit-learn's ``parametrize_with_checks``::
+
+    from harness.testing import parametrize_with_checks
+    from my_plugin import MY_OPTIMIZER, MY_LOSS
+
+    @parametrize_with_checks([MY_OPTIMIZER, MY_LOSS])
+    def test_conformance(spec, check):
+        check(spec)
+
+Every check is independent of harness's own model and trainer: losses are
+compared with central finite differences, optimizers descend a small softmax
+regression written here in plain numpy, datasets go through the engine's split.
+A failing check raises ``AssertionError`` with a message saying what to fix.
+"""
+from __future__ import annotations
+
+import pickle
+from typing import Callable
+
+import numpy as np
+
+from harness.contracts import (Dataset, DatasetSpec, Loss, LossSpec, Optimizer, OptimizerSpec,
+                               resolve_params)
+
+__all__ = ["checks_for", "check_plugin", "parametrize_with_checks"]
+
+
+# --------------------------------------------------------------------------- losses
+def _loss_case(spec: LossSpec, n_classes: int, n: int = 7, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y_train = np.concatenate([np.arange(n_classes), rng.integers(0, n_classes, 3 * n_classes)])
+    loss = spec.factory(y_train, n_classes, **resolve_params(spec.params, {}, spec.name))
+    assert isinstance(loss, Loss), f"{spec.name}: factory must return a contracts.Loss"
+    y = np.concatenate([np.arange(n_classes), rng.integers(0, n_classes, n)])
+    logits = rng.normal(scale=2.0, size=(len(y), loss.n_outputs))
+    return loss, logits, y
+
+
+def _confident_logits(loss: Loss, y: np.ndarray, n_classes: int, margin: float) -> np.ndarray:
+    if loss.n_outputs == n_classes:
+        return margin * (2.0 * np.eye(n_classes)[y] - 1.0)
+    assert loss.n_outputs == 1 and n_classes == 2, (
+        "n_outputs must be n_classes, or 1 for a binary problem")
+    return margin * (2.0 * y[:, None] - 1.0)
+
+
+def check_loss_gradient(spec: LossSpec) -> None:
+    """d(mean loss)/d(logits) matches central finite differences (relative error < 1e-6)."""
+    for n_classes in (2, 3):
+        loss, logits, y = _loss_case(spec, n_classes)
+        grad = np.zeros_like(logits)
+        loss.loss_grad(logits, y, grad)
+        numeric = np.zeros_like(logits)
+        h = 1e-6
+        for idx in np.ndindex(*logits.shape):
+            plus, minus = logits.copy(), logits.copy()
+            plus[idx] += h
+            minus[idx] -= h
+            scratch = np.zeros_like(logits)
+            numeric[idx] = (loss.loss_grad(plus, y, scratch) - loss.loss_grad(minus, y, scratch)) / (2 * h)
+        err = np.linalg.norm(grad - numeric) / max(np.linalg.norm(grad), np.linalg.norm(numeric), 1e-12)
+        assert err < 1e-6, f"{spec.name}: gradient differs from finite differences (relative error {err:.2e}, {n_classes} classes)"
+
+
+def check_loss_values(spec: LossSpec) -> None:
+    """Losses are non-negative and the mean of ``per_sample`` is what ``loss_grad`` returns."""
+    for n_classes in (2, 3):
+        loss, logits, y = _loss_case(spec, n_classes, seed=1)
+        per = np.asarray(loss.per_sample(logits, y))
+        assert per.shape == (len(y),), f"{spec.name}: per_sample must return one value per row"
+        assert np.all(per >= 0), f"{spec.name}: negative per-sample loss {per.min()}"
+        mean = loss.loss_grad(logits, y, np.zeros_like(logits))
+        assert np.isclose(mean, per.mean(), rtol=1e-10, atol=1e-12), (
+            f"{spec.name}: loss_grad returned {mean}, mean of per_sample is {per.mean()}")
+
+
+def check_loss_confident(spec: LossSpec) -> None:
+    """Confident correct predictions give a near-zero loss; confident wrong ones a large one."""
+    for n_classes in (2, 3):
+        loss, _, y = _loss_case(spec, n_classes, seed=2)
+        right = _confident_logits(loss, y, n_classes, margin=30.0)
+        value = loss.loss_grad(right, y, np.zeros_like(right))
+        assert value < 1e-6, f"{spec.name}: loss {value} for confident correct predictions"
+        wrong = -right
+        assert loss.loss_grad(wrong, y, np.zeros_like(wrong)) > 1.0, (
+            f"{spec.name}: confident wrong predictions should cost more than 1")
+        pred = loss.predict_proba(right).argmax(axis=1)
+        assert np.array_equal(pred, y), f"{spec.name}: predict_proba does not pick the confident class"
+
+
+def check_loss_extreme_logits(spec: LossSpec) -> None:
+    """Loss, gradient and probabilities stay finite for logits of +-1e4."""
+    for n_classes in (2, 3):
+        loss, logits, y = _loss_case(spec, n_classes, seed=3)
+        extreme = np.sign(logits) * 1e4
+        grad = np.zeros_like(extreme)
+        with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+            try:
+                value = loss.loss_grad(extreme, y, grad)
+                per = loss.per_sample(extreme, y)
+                proba = loss.predict_proba(extreme)
+            except FloatingPointError as exc:
+                raise AssertionError(f"{spec.name}: floating-point error at logits +-1e4: {exc}") from None
+        assert np.isfinite(value) and np.all(np.isfinite(grad)) and np.all(np.isfinite(per)), (
+            f"{spec.name}: non-finite loss or gradient at logits +-1e4")
+        assert proba.shape == (len(y), n_classes), f"{spec.name}: predict_proba must be (n, n_classes)"
+        assert np.all((proba >= 0) & (proba <= 1)) and np.all(np.isfinite(proba)), (
+            f"{spec.name}: probabilities outside [0, 1] at logits +-1e4")
+
+
+# --------------------------------------------------------------------------- optimizers
+def _blobs(seed: int = 0, n: int = 60, d: int = 4, k: int = 3):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=2.0, size=(k, d))
+    y = np.arange(n) % k
+    X = centers[y] + rng.normal(size=(n, d))
+    return (X - X.mean(0)) / X.std(0), y
+
+
+def _softmax_loss_grad(params, X, y):
+    W, b = params
+    z = X @ W + b
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    loss = -np.log(p[np.arange(len(y)), y]).mean()
+    p[np.arange(len(y)), y] -= 1.0
+    p /= len(y)
+    return loss, [X.T @ p, p.sum(axis=0)]
+
+
+def _descend(opt: Optimizer, params, X, y, rng, epochs: int, lr: float) -> None:
+    for _ in range(epochs):
+        for idx in opt.batches(len(y), rng):
+            idx = np.asarray(idx)
+            assert idx.ndim == 1 and idx.size > 0 and np.issubdtype(idx.dtype, np.integer), (
+                "batches must yield non-empty 1-D integer index arrays")
+            assert idx.min() >= 0 and idx.max() < len(y), "batch index out of range"
+            _, grads = _softmax_loss_grad(params, X[idx], y[idx])
+            opt.step(params, grads, lr)
+
+
+def _fresh(spec: OptimizerSpec) -> Optimizer:
+    opt = spec.factory(**resolve_params(spec.params, {}, spec.name))
+    assert isinstance(opt, Optimizer), f"{spec.name}: factory must return a contracts.Optimizer"
+    assert isinstance(opt.uses_batch_norm, bool), f"{spec.name}: uses_batch_norm must be a bool"
+    return opt
+
+
+def _start(X, k=3):
+    return [np.zeros((X.shape[1], k)), np.zeros(k)]
+
+
+def check_optimizer_descends(spec: OptimizerSpec, lr: float = 0.1, epochs: int = 20) -> None:
+    """On a convex softmax regression the loss falls well below its starting value."""
+    X, y = _blobs()
+    params = _start(X)
+    before, _ = _softmax_loss_grad(params, X, y)
+    _descend(_fresh(spec), params, X, y, np.random.default_rng(0), epochs, lr)
+    after, _ = _softmax_loss_grad(params, X, y)
+    assert np.isfinite(after) and after < 0.7 * before, (
+        f"{spec.name}: loss went from {before:.4f} to {after:.4f} on a convex problem (lr={lr})")
+
+
+def check_optimizer_deterministic(spec: OptimizerSpec) -> None:
+    """The same seed reproduces the run bit for bit."""
+    X, y = _blobs(seed=1)
+    runs = []
+    for _ in range(2):
+        params = _start(X)
+        _descend(_fresh(spec), params, X, y, np.random.default_rng(42), 3, 0.05)
+        runs.append(params)
+    for a, b in zip(*runs):
+        assert np.array_equal(a, b), f"{spec.name}: two runs with the same seed differ"
+
+
+def check_optimizer_pickle(spec: OptimizerSpec) -> None:
+    """State survives a pickle round trip: continuing from the copy gives the same result."""
+    X, y = _blobs(seed=2)
+    opt = _fresh(spec)
+    params = _start(X)
+    _descend(opt, params, X, y, np.random.default_rng(7), 2, 0.05)
+    clone = pickle.loads(pickle.dumps(opt))
+    params_clone = [p.copy() for p in params]
+    rng_state = np.random.default_rng(8)
+    rng_clone = np.random.default_rng(8)
+    _descend(opt, params, X, y, rng_state, 2, 0.05)
+    _descend(clone, params_clone, X, y, rng_clone, 2, 0.05)
+    for a, b in zip(params, params_clone):
+        assert np.array_equal(a, b), f"{spec.name}: the unpickled optimizer continues differently"
+
+
+# --------------------------------------------------------------------------- datasets
+def check_dataset_arrays(spec: DatasetSpec) -> None:
+    """The raw data: X (n, d) finite float64, y (n,) int64 with every label 0..K-1 present."""
+    data = spec.load(**resolve_params(spec.params, {}, spec.name))
+    assert isinstance(data, Dataset), f"{spec.name}: load must return a contracts.Dataset"
+    X, y = data.X, data.y
+    assert X.ndim == 2 and X.dtype == np.float64, f"{spec.name}: X must be 2-D float64, got {X.dtype} {X.shape}"
+    assert np.all(np.isfinite(X)), f"{spec.name}: X has non-finite values"
+    assert y.shape == (X.shape[0],) and y.dtype == np.int64, f"{spec.name}: y must be (n,) int64"
+    k = len(data.class_names)
+    assert k >= 2, f"{spec.name}: needs at least two classes"
+    assert set(np.unique(y).tolist()) == set(range(k)), f"{spec.name}: labels must be exactly 0..{k - 1}"
+
+
+def _row_keys(X: np.ndarray) -> list:
+    return [row.tobytes() for row in np.ascontiguousarray(X + 0.0)]  # + 0.0 folds -0.0 into 0.0
+
+
+def check_dataset_split(spec: DatasetSpec) -> None:
+    """The engine's split: disjoint train/val/test covering the data, standardised on train."""
+    from harness.data import load_split
+    from harness.registry import Registry
+
+    data = spec.load(**resolve_params(spec.params, {}, spec.name))
+    split = load_split(spec.name, seed=0, registry=Registry(datasets={spec.name: spec}))
+    parts = {"train": split.X_train, "val": split.X_val, "test": split.X_test}
+    labels = {"train": split.y_train, "val": split.y_val, "test": split.y_test}
+    total = sum(len(v) for v in parts.values())
+    assert total == len(data.y), f"{spec.name}: the split has {total} rows, the data {len(data.y)}"
+    for name, X in parts.items():
+        assert len(X) > 0 and X.shape[1] == data.X.shape[1], f"{spec.name}: bad {name} shape {X.shape}"
+        assert labels[name].shape == (len(X),), f"{spec.name}: {name} labels do not match rows"
+    assert tuple(split.class_names) == tuple(data.class_names), f"{spec.name}: class names lost in the split"
+    varying = split.X_train.std(axis=0) > 1e-12
+    mean, std = split.X_train.mean(axis=0), split.X_train.std(axis=0)
+    assert np.allclose(mean[varying], 0, atol=1e-8) and np.allclose(std[varying], 1, atol=1e-6), (
+        f"{spec.name}: training part is not standardised with its own statistics")
+    # Standardising maps equal raw rows to equal rows, so a row shared by two parts
+    # is a leak unless the raw data itself holds that row more than once.
+    raw_keys = _row_keys(data.X[:, varying])
+    duplicated = len(raw_keys) - len(set(raw_keys))
+    where: dict = {}
+    for name, X in parts.items():
+        for key in set(_row_keys(X[:, varying])):
+            where.setdefault(key, set()).add(name)
+    shared = sum(1 for places in where.values() if len(places) > 1)
+    assert shared <= duplicated, f"{spec.name}: {shared} samples appear in more than one split"
+
+
+# --------------------------------------------------------------------------- entry points
+_CHECKS = {
+    LossSpec: (check_loss_gradient, check_loss_values, check_loss_confident, check_loss_extreme_logits),
+    OptimizerSpec: (check_optimizer_descends, check_optimizer_deterministic, check_optimizer_pickle),
+    DatasetSpec: (check_dataset_arrays, check_dataset_split),
+}
+
+
+def checks_for(spec) -> tuple[Callable, ...]:
+    """The checks that apply to ``spec`` (an OptimizerSpec, LossSpec or DatasetSpec)."""
+    for kind, checks in _CHECKS.items():
+        if isinstance(spec, kind):
+            return checks
+    raise TypeError(f"not a plugin spec: {spec!r}")
+
+
+def check_plugin(spec) -> None:
+    """Run every check for ``spec``; the first failure raises AssertionError."""
+    for check in checks_for(spec):
+        check(spec)
+
+
+def parametrize_with_checks(specs):
+    """A ``pytest.mark.parametrize`` over (spec, check) pairs, one test per check."""
+    import pytest
+
+    cases = [pytest.param(spec, check, id=f"{spec.name}-{check.__name__}")
+             for spec in specs for check in checks_for(spec)]
+    return pytest.mark.parametrize("spec, check", cases)

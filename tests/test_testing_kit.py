@@ -1,0 +1,103 @@
+"""The conformance kit must catch broken plugins, not only pass good ones."""
+import numpy as np
+import pytest
+
+from harness import testing
+from harness.contracts import LossSpec, OptimizerSpec, Param
+
+
+class _Softmax:
+    """A correct softmax cross-entropy loss, the base the broken variants change."""
+
+    def __init__(self, y_train, n_classes):
+        self.n_outputs = n_classes
+
+    def _logp(self, z):
+        z = z - z.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+    def per_sample(self, z, y):
+        return -self._logp(z)[np.arange(len(y)), y]
+
+    def loss_grad(self, z, y, out):
+        np.exp(self._logp(z), out=out)
+        out[np.arange(len(y)), y] -= 1
+        out /= len(y)
+        return float(self.per_sample(z, y).mean())
+
+    def predict_proba(self, z):
+        return np.exp(self._logp(z))
+
+
+class _WrongSign(_Softmax):
+    def loss_grad(self, z, y, out):
+        value = super().loss_grad(z, y, out)
+        out *= -1
+        return value
+
+
+class _Naive(_Softmax):
+    def _logp(self, z):  # no max-shift: overflows at large logits
+        with np.errstate(all="ignore"):
+            return np.log(np.exp(z) / np.exp(z).sum(axis=1, keepdims=True))
+
+
+class _Gd:
+    uses_batch_norm = False
+
+    def batches(self, n, rng):
+        yield rng.permutation(n)
+
+    def step(self, params, grads, lr):
+        for p, g in zip(params, grads):
+            p -= lr * g
+
+
+class _GlobalRandom(_Gd):
+    def batches(self, n, rng):  # ignores the rng it is given
+        yield np.random.permutation(n)[: max(1, n // 2)]
+
+
+class _Stuck(_Gd):
+    def step(self, params, grads, lr):
+        pass
+
+
+def _loss(cls):
+    return LossSpec("l", "test loss", cls)
+
+
+def _opt(cls):
+    return OptimizerSpec("o", "test optimizer", cls, (Param("unused", 1),))
+
+
+def test_a_correct_loss_and_optimizer_pass_every_check():
+    testing.check_plugin(_loss(lambda y, k: _Softmax(y, k)))
+    testing.check_plugin(_opt(lambda unused: _Gd()))
+
+
+def test_gradient_check_catches_a_wrong_sign():
+    with pytest.raises(AssertionError, match="finite differences"):
+        testing.check_loss_gradient(_loss(lambda y, k: _WrongSign(y, k)))
+
+
+def test_extreme_logit_check_catches_an_unstable_softmax():
+    with pytest.raises(AssertionError, match="1e4"):
+        testing.check_loss_extreme_logits(_loss(lambda y, k: _Naive(y, k)))
+
+
+def test_determinism_check_catches_global_randomness():
+    with pytest.raises(AssertionError, match="same seed"):
+        testing.check_optimizer_deterministic(_opt(lambda unused: _GlobalRandom()))
+
+
+def test_descent_check_catches_an_optimizer_that_does_not_move():
+    with pytest.raises(AssertionError, match="convex"):
+        testing.check_optimizer_descends(_opt(lambda unused: _Stuck()))
+
+
+def test_parametrize_with_checks_makes_one_case_per_check():
+    mark = testing.parametrize_with_checks([_loss(lambda y, k: _Softmax(y, k)), _opt(lambda unused: _Gd())])
+    ids = [p.id for p in mark.args[1]]
+    assert ids == [f"l-{c.__name__}" for c in testing.checks_for(_loss(None))] + \
+                  [f"o-{c.__name__}" for c in testing.checks_for(_opt(None))]

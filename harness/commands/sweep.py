@@ -1,10 +1,90 @@
-"""`python -m harness sweep` (being built)."""
-from harness.errors import HarnessError
+"""``python -m harness sweep``: run a grid of configurations and write the convergence report."""
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Run every combination of datasets x losses x optimizers x hyper-parameter grid x
+seeds, tune each optimizer's learning rate on the validation split, store every
+cell as it finishes and write the report to OUT/NAME/index.html.
+
+With no arguments it runs the default sweep (harness/presets/default.toml: the
+five built-in optimizers x ce, bce, wce x digits, breast_cancer,
+face-vs-background, 3 seeds; about 3 minutes with --jobs 2 on 2 cores).
+Command-line options override the config file key by key."""
+
+EPILOG = """\
+tuning rule:
+  for each (dataset, loss, optimizer, grid point) every learning rate of the grid
+  runs on the tuning seed(s) (tune.seeds, default 0); the one with the lowest mean
+  last-epoch validation loss among runs that did not diverge or fail is chosen
+  (ties -> smaller lr) and runs on every seed. The test split is never used.
+
+resume and safety:
+  each cell is written to OUT/NAME/results/<cell id>.parquet the moment it ends;
+  rerunning the same command skips stored cells (--force reruns them). A second
+  sweep writing to the same folder at the same time is refused.
+
+examples:
+  python -m harness sweep --dry-run
+  python -m harness sweep --jobs 2 --seeds 5 --name five-seeds
+  python -m harness sweep --config reports/examples/convex.toml
+  python -m harness sweep --datasets digits --losses ce,wce --optimizers sgd,minibatch \\
+      --set optimizer.minibatch.batch_size=16,64 --set run.lr=0.01,0.1 --epochs 10
+  python -m harness sweep --backend dask --scheduler tcp://10.0.0.5:8786
+
+--set keys (docs/sweep.md lists them all):
+  run.<setting>              lr, schedule, decay, step_every, epochs, tol, lecture_stop,
+                             patience, time_budget, hidden (64x32, none), activation, dtype
+  optimizer.<name>.<param>   e.g. optimizer.minibatch.batch_size=16,64
+  loss.<name>.<param>        e.g. loss.wce.normalisation=lecture,balanced
+  dataset.<name>.<param>     e.g. dataset.breast_cancer.imbalance=0.1,0.3 (name * = every dataset)
+  tune.seeds, tune.metric, tune.lr.<optimizer>
+"""
 
 
 def configure(parser):
-    pass
+    parser.description = DESCRIPTION
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--config", metavar="TOML",
+                        help="sweep config file (default: the built-in preset 'default')")
+    parser.add_argument("--datasets", metavar="A,B", help="comma list of datasets (see `harness list datasets`)")
+    parser.add_argument("--losses", metavar="A,B", help="comma list of losses (see `harness list losses`)")
+    parser.add_argument("--optimizers", metavar="A,B", help="comma list of optimizers")
+    parser.add_argument("--seeds", metavar="N|A,B", help="3 means seeds 0,1,2; 0,5,7 means exactly those")
+    parser.add_argument("--epochs", metavar="N", help="maximum epochs per run (run.epochs)")
+    parser.add_argument("--jobs", metavar="N", help="parallel worker processes (loky backend)")
+    parser.add_argument("--out", metavar="DIR", help="parent folder of the sweep folder (default: reports)")
+    parser.add_argument("--name", metavar="NAME", help="sweep name = folder under --out (default: from config)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=V1,V2",
+                        help="set or grid any key, repeatable (see below)")
+    parser.add_argument("--backend", choices=("loky", "dask"), default=None,
+                        help="loky: local processes (default); dask: an existing dask.distributed cluster")
+    parser.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler address, e.g. tcp://host:8786")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, its size and the skips; run nothing")
+    parser.add_argument("--force", action="store_true", help="rerun cells that are already stored")
+    parser.add_argument("--csv", action="store_true", help="also export OUT/NAME/results.csv")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or phase messages")
+    parser.add_argument("--no-report", dest="report", action="store_false",
+                        help="store the results but do not build the report")
 
 
-def execute(args):
-    raise HarnessError("the 'sweep' command is not available yet")
+def execute(args) -> int:
+    from harness.config import load_config
+    from harness.registry import load_registry
+    from harness.sweep import run_sweep
+    import sys
+
+    registry = load_registry()
+    for failure in registry.failures:
+        print(f"warning: {failure}", file=sys.stderr)
+    overrides = {
+        "datasets": args.datasets, "losses": args.losses, "optimizers": args.optimizers,
+        "seeds": args.seeds, "epochs": args.epochs, "jobs": args.jobs, "out": args.out,
+        "name": args.name, "backend": args.backend, "scheduler": args.scheduler,
+    }
+    config = load_config(args.config, sets=args.sets, overrides=overrides, registry=registry)
+    run_sweep(config, registry=registry, quiet=args.quiet, dry_run=args.dry_run, force=args.force,
+              csv=args.csv, report=args.report)
+    return 0

@@ -1,0 +1,300 @@
+"""The sweep plan: cells = dataset x loss x optimizer x hyper-parameter grid x seed.
+
+A *group* is one (dataset, loss, optimizer, non-learning-rate grid point). Its
+learning rate is tuned on the validation split (phase ``"tune"``: every lr of
+the grid on the tuning seeds), then the chosen lr runs on every seed (phase
+``"final"``). A group whose lr grid has one value is not tuned: its final cells
+are known at once.
+
+Tuning rule (:func:`select_lr`, documented in docs/sweep.md): a learning rate is
+eligible when every one of its tuning runs ended ``done`` or ``stopped`` with a
+finite metric; the score is the metric of the last epoch averaged over the
+tuning seeds (``val_loss`` by default, lower is better); the best score wins and
+ties go to the smaller learning rate. The test split is never looked at.
+
+A cell's id hashes its fully resolved ``RunConfig`` (plugin defaults included,
+so a changed default reruns it) and its phase: it does not depend on the order
+of the plan, so resume and distribution need no bookkeeping.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from dataclasses import dataclass, replace
+from typing import Iterable, Mapping, Sequence
+
+from harness.config import RUN_PARAMS, TUNE_METRICS, SweepConfig
+from harness.contracts import RunConfig, resolve_params
+from harness.errors import UsageError
+
+__all__ = ["Cell", "Group", "Plan", "cell_id", "build_plan", "select_lr", "final_cells", "format_plan"]
+
+PHASES = ("tune", "final")
+# RunConfig fields a sweep grids over (besides lr, which is tuned, and seed)
+GRID_FIELDS = tuple(p.name for p in RUN_PARAMS if p.name != "lr")
+
+
+def cell_id(config: RunConfig, phase: str) -> str:
+    """A stable short hash of the cell: canonical JSON of the config plus the phase."""
+    payload = json.dumps({"config": config.to_dict(), "phase": phase}, sort_keys=True,
+                         separators=(",", ":"), default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of the sweep; ``skip`` holds the reason when it cannot run."""
+
+    config: RunConfig
+    phase: str
+    skip: str | None = None
+
+    @property
+    def id(self) -> str:
+        return cell_id(self.config, self.phase)
+
+    def label(self) -> str:
+        c = self.config
+        extra = [f"{k}={v}" for k, v in (*c.optimizer_params, *c.loss_params)]
+        return (f"{self.phase:5s} {c.dataset} / {c.loss} / {c.optimizer} lr={c.lr:g} seed={c.seed}"
+                + (f" [{', '.join(extra)}]" if extra else ""))
+
+
+@dataclass(frozen=True)
+class Group:
+    """A (dataset, loss, optimizer, grid point) whose learning rate is chosen once.
+
+    ``base`` is the RunConfig with ``lr`` and ``seed`` still to be filled in.
+    """
+
+    base: RunConfig
+    lr_grid: tuple
+    skip: str | None = None
+    point: tuple = ()      # (key, value) of the grid axes with more than one value
+
+    @property
+    def tuned(self) -> bool:
+        return len(self.lr_grid) > 1
+
+    def at(self, lr: float, seed: int) -> RunConfig:
+        return replace(self.base, lr=float(lr), seed=int(seed))
+
+    def describe(self) -> str:
+        """``dataset / loss / optimizer`` plus the grid axes that tell this group from its siblings."""
+        text = f"{self.base.dataset} / {self.base.loss} / {self.base.optimizer}"
+        return text + "".join(f" {k}={v}" for k, v in self.point)
+
+
+@dataclass
+class Plan:
+    """The groups of a sweep and the cells known before tuning."""
+
+    config: SweepConfig
+    groups: list
+    tune: list        # tune-phase cells (skipped ones included, with their reason)
+    final: list       # final cells known up front (untuned or skipped groups)
+
+    def counts(self) -> dict:
+        tuned = [g for g in self.groups if g.tuned and not g.skip]
+        return {
+            "groups": len(self.groups),
+            "tune_cells": len(self.tune),
+            "tune_skipped": sum(c.skip is not None for c in self.tune),
+            "final_known": len(self.final),
+            "final_skipped": sum(c.skip is not None for c in self.final),
+            "final_after_tuning": len(tuned) * len(self.config.seeds),
+            "final_reused": len(tuned) * len(set(self.config.seeds) & set(self.config.tune_seeds)),
+        }
+
+
+# --------------------------------------------------------------------------- expansion
+def _product(grids: Mapping[str, Sequence]) -> list[dict]:
+    names = sorted(grids)
+    return [dict(zip(names, values)) for values in itertools.product(*(grids[n] for n in names))]
+
+
+def _own_grids(config: SweepConfig, kind: str, spec, generic: Sequence = ()) -> dict:
+    """The grids that apply to ``spec`` ("*" settings only where the plugin has the param)."""
+    known = {p.name for p in spec.params} | {p.name for p in generic}
+    return {k: v for k, v in config.param_grids(kind, spec.name).items() if k in known}
+
+
+def _resolve(kind: str, spec, given: dict, generic: Sequence = ()) -> dict:
+    """Fill in defaults so the cell id changes when a plugin's default does."""
+    own_names = {p.name for p in spec.params}
+    own = {k: v for k, v in given.items() if k in own_names}
+    rest = {k: v for k, v in given.items() if k not in own_names}
+    try:
+        resolved = resolve_params(spec.params, own, f"{kind} {spec.name!r}")
+        if generic:
+            resolved.update(resolve_params(tuple(p for p in generic if p.name not in own_names), rest,
+                                           f"{kind} {spec.name!r}"))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return resolved
+
+
+def _check(specs: Iterable, config: RunConfig) -> str | None:
+    """The first refusal among the specs' ``check(config)``, or None."""
+    for spec in specs:
+        if spec.check is None:
+            continue
+        try:
+            reason = spec.check(config)
+        except Exception as exc:  # a buggy check must not stop the plan
+            reason = f"{spec.kind} {spec.name!r} check raised {type(exc).__name__}: {exc}"
+        if reason:
+            return str(reason)
+    return None
+
+
+def _preprocess_params() -> tuple:
+    from harness.data import PREPROCESS_PARAMS
+
+    return tuple(PREPROCESS_PARAMS)
+
+
+def build_plan(config: SweepConfig, registry) -> Plan:
+    """Expand the config into groups and the cells known before tuning."""
+    generic = _preprocess_params()
+    run_grids = {name: config.run_grid(name) for name in GRID_FIELDS}
+    groups, tune, final = [], [], []
+    for ds_name, loss_name, opt_name in itertools.product(config.datasets, config.losses, config.optimizers):
+        ds = registry.datasets[ds_name]
+        loss = registry.losses[loss_name]
+        opt = registry.optimizers[opt_name]
+        specs = (opt, loss, ds)
+        points = itertools.product(
+            _product(run_grids),
+            _product(_own_grids(config, "optimizer", opt)),
+            _product(_own_grids(config, "loss", loss)),
+            _product(_own_grids(config, "dataset", ds, generic)),
+        )
+        varying = {f"run.{k}" for k, g in run_grids.items() if len(g) > 1}
+        for kind, spec, generic_ in (("optimizer", opt, ()), ("loss", loss, ()), ("dataset", ds, generic)):
+            varying |= {f"{kind}.{k}" for k, g in _own_grids(config, kind, spec, generic_).items() if len(g) > 1}
+        for run_point, opt_point, loss_point, ds_point in points:
+            point = tuple((key, value) for key, value in sorted(
+                [(f"run.{k}", list(v) if isinstance(v, tuple) else v) for k, v in run_point.items()]
+                + [(f"optimizer.{k}", v) for k, v in opt_point.items()]
+                + [(f"loss.{k}", v) for k, v in loss_point.items()]
+                + [(f"dataset.{k}", v) for k, v in ds_point.items()]) if key in varying)
+            base = RunConfig.make(
+                ds_name, loss_name, opt_name,
+                optimizer_params=_resolve("optimizer", opt, opt_point),
+                loss_params=_resolve("loss", loss, loss_point),
+                dataset_params=_resolve("dataset", ds, ds_point, generic),
+                **{k: v for k, v in run_point.items()},
+            )
+            lr_grid = config.lr_grid(opt_name)
+            base = replace(base, lr=float(lr_grid[0]), seed=int(config.seeds[0]))
+            group_skip = None
+            if len(lr_grid) > 1:
+                cells = [Cell(c, "tune", _check(specs, c))
+                         for c in (replace(base, lr=float(lr), seed=int(s))
+                                   for lr in lr_grid for s in config.tune_seeds)]
+                tune.extend(cells)
+                if all(c.skip for c in cells):
+                    group_skip = cells[0].skip
+            group = Group(base, tuple(float(x) for x in lr_grid), group_skip, point)
+            groups.append(group)
+            if not group.tuned:
+                final.extend(Cell(c, "final", _check(specs, c))
+                             for c in (group.at(lr_grid[0], s) for s in config.seeds))
+            elif group_skip:
+                final.extend(Cell(group.at(math.nan, s), "final", group_skip) for s in config.seeds)
+    return Plan(config, groups, tune, final)
+
+
+# --------------------------------------------------------------------------- tuning
+def select_lr(group: Group, outcomes: Mapping[tuple, tuple], metric: str = "val_loss",
+              tune_seeds: Sequence[int] = (0,)) -> tuple[float | None, str, dict]:
+    """Choose the learning rate of ``group`` from its tuning runs.
+
+    ``outcomes[(lr, seed)] = (status, last-epoch metric value)``. Returns
+    ``(lr or None, explanation, scores)`` where ``scores[lr]`` is the mean
+    metric (NaN when not eligible).
+    """
+    larger_is_better = TUNE_METRICS[metric]
+    scores, eligible = {}, []
+    for lr in group.lr_grid:
+        runs = [outcomes.get((lr, s)) for s in tune_seeds]
+        ok = all(r is not None and r[0] in ("done", "stopped") and r[1] is not None
+                 and math.isfinite(r[1]) for r in runs)
+        score = sum(r[1] for r in runs) / len(runs) if ok else math.nan
+        scores[lr] = score
+        if ok:
+            eligible.append(lr)
+    if not eligible:
+        statuses = sorted({r[0] for lr in group.lr_grid for s in tune_seeds
+                           if (r := outcomes.get((lr, s))) is not None})
+        return None, (f"no learning rate of {list(group.lr_grid)} finished on the tuning seeds "
+                      f"(statuses: {', '.join(statuses) or 'none'})"), scores
+    sign = -1.0 if larger_is_better else 1.0
+    best = min(eligible, key=lambda lr: (round(sign * scores[lr], 12), lr))
+    return best, f"lr={best:g}: best mean last-epoch {metric} {scores[best]:.6g} on seeds {list(tune_seeds)}", scores
+
+
+def final_cells(group: Group, lr: float | None, seeds: Sequence[int], reason: str = "",
+                registry=None) -> list[Cell]:
+    """The final cells of a tuned group: the chosen lr on every seed (skipped when none)."""
+    if lr is None:
+        return [Cell(group.at(math.nan, s), "final", reason) for s in seeds]
+    cells = []
+    for s in seeds:
+        config = group.at(lr, s)
+        skip = None
+        if registry is not None:
+            skip = _check((registry.optimizers[config.optimizer], registry.losses[config.loss],
+                           registry.datasets[config.dataset]), config)
+        cells.append(Cell(config, "final", skip))
+    return cells
+
+
+# --------------------------------------------------------------------------- dry run
+def format_plan(plan: Plan) -> str:
+    """Human-readable plan: one line per group, the skips and the size."""
+    cfg = plan.config
+    n = plan.counts()
+    lines = [
+        f"sweep {cfg.name!r} -> {cfg.sweep_dir}",
+        f"  {len(cfg.datasets)} datasets x {len(cfg.losses)} losses x {len(cfg.optimizers)} optimizers"
+        f" -> {n['groups']} groups (grid points included); seeds {', '.join(map(str, cfg.seeds))}",
+        f"  tuning: learning rate chosen per group by the best mean last-epoch {cfg.tune_metric}"
+        f" on seed(s) {', '.join(map(str, cfg.tune_seeds))} (validation split; ties -> smaller lr)",
+    ]
+    shared = [f"run.{k}={_show(v[0])}" for k, v in sorted(cfg.run.items()) if len(v) == 1 and k != "lr"]
+    for kind, table in cfg.plugin_grids.items():
+        for name, params in sorted(table.items()):
+            shared += [f"{kind}.{name}.{p}={_show(g[0])}" for p, g in sorted(params.items()) if len(g) == 1]
+    if shared:
+        lines.append("  settings: " + " ".join(shared))
+    lines.append("")
+    for g in plan.groups:
+        grid = ", ".join(f"{x:g}" for x in g.lr_grid)
+        state = f"SKIPPED: {g.skip}" if g.skip else ("tune lr in [" + grid + "]" if g.tuned else f"lr={grid}")
+        lines.append(f"  {g.describe()}: {state}")
+    skips: dict = {}
+    for c in plan.tune + plan.final:
+        if c.skip:
+            key = (c.config.optimizer, c.skip)
+            skips[key] = skips.get(key, 0) + 1
+    lines.append("")
+    if skips:
+        lines.append("skipped cells:")
+        for (opt, reason), count in sorted(skips.items()):
+            lines.append(f"  {count:4d} x {opt}: {reason}")
+    run_now = n["tune_cells"] - n["tune_skipped"] + n["final_known"] - n["final_skipped"]
+    total = run_now + n["final_after_tuning"] - n["final_reused"]
+    lines.append(
+        f"plan: {n['tune_cells']} tune cells ({n['tune_skipped']} skipped), "
+        f"{n['final_known'] + n['final_after_tuning']} final cells "
+        f"({n['final_skipped']} skipped, {n['final_reused']} reuse their tuning run); "
+        f"{total} cells to train")
+    return "\n".join(lines)
+
+
+def _show(value) -> str:
+    return str(list(value)) if isinstance(value, tuple) else str(value)

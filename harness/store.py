@@ -1,0 +1,236 @@
+"""The results store: one Parquet file per cell, written atomically, plus a lock.
+
+Layout under a sweep directory ``reports/<name>/``::
+
+    results/<cell_id>.parquet   one file per finished cell (long format: one row per epoch)
+    manifest.json               see harness.manifest
+    .lock                       fcntl lock held by the sweep writing here
+    results.csv                 only with --csv
+
+A cell file appears complete or not at all (written to a temporary name, then
+``os.replace``), so a sweep killed at any moment loses at most the cells in
+flight, and a rerun skips every cell whose file exists. The lock is an OS-level
+``flock``: the kernel releases it when the process dies, so a crashed sweep
+never leaves a stale lock behind.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from harness.contracts import RunConfig
+from harness.errors import HarnessError
+from harness.schema import CELL_COLUMNS, RECORD_COLUMNS
+
+__all__ = ["COLUMNS", "SweepLock", "cell_frame", "status_frame", "write_cell", "read_cell",
+           "done_cells", "read_results", "export_csv", "results_dir"]
+
+COLUMNS = CELL_COLUMNS + RECORD_COLUMNS
+INT_COLUMNS = ("seed", "step_every", "epochs", "patience", "epoch", "updates", "samples_seen")
+BOOL_COLUMNS = ("lecture_stop",)
+STR_COLUMNS = ("sweep", "cell_id", "phase", "dataset", "loss", "optimizer", "schedule", "activation",
+               "dtype", "hidden", "optimizer_params", "loss_params", "dataset_params",
+               "test_confusion", "status", "reason")
+FLOAT_COLUMNS = tuple(c for c in COLUMNS if c not in INT_COLUMNS + BOOL_COLUMNS + STR_COLUMNS)
+
+
+def results_dir(sweep_dir) -> Path:
+    return Path(sweep_dir) / "results"
+
+
+def _canonical(value) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _cell_values(config: RunConfig, sweep: str, cell_id: str, phase: str, reference: float) -> dict:
+    d = config.to_dict()
+    values = {"sweep": sweep, "cell_id": cell_id, "phase": phase}
+    for col in CELL_COLUMNS[3:-1]:
+        values[col] = d[col]
+    values["hidden"] = _canonical(list(config.hidden))
+    for col in ("optimizer_params", "loss_params", "dataset_params"):
+        values[col] = _canonical(d[col])
+    values["reference_train_loss"] = math.nan if reference is None else float(reference)
+    return values
+
+
+def _coerce(frame: pd.DataFrame) -> pd.DataFrame:
+    """Fixed column order and dtypes, so every cell file concatenates cleanly."""
+    for col in COLUMNS:
+        if col not in frame:
+            frame[col] = "" if col in STR_COLUMNS else math.nan
+    frame = frame.loc[:, list(COLUMNS)].copy()
+    for col in INT_COLUMNS:
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").fillna(0).astype("int64")
+    for col in BOOL_COLUMNS:
+        frame[col] = frame[col].astype(bool)
+    for col in FLOAT_COLUMNS:
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+    for col in STR_COLUMNS:
+        frame[col] = frame[col].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v))
+                                    else str(v)).astype(object)
+    return frame.reset_index(drop=True)
+
+
+def cell_frame(records: pd.DataFrame, config: RunConfig, *, sweep: str, cell_id: str, phase: str,
+               reference: float | None = None) -> pd.DataFrame:
+    """The trainer's per-epoch records with the cell's config columns in front."""
+    missing = [c for c in RECORD_COLUMNS if c not in records.columns]
+    if missing:
+        raise ValueError(f"trainer records lack columns {missing}")
+    frame = records.loc[:, list(RECORD_COLUMNS)].copy()
+    for col, value in _cell_values(config, sweep, cell_id, phase, reference).items():
+        frame[col] = [value] * len(frame)
+    return _coerce(frame)
+
+
+def status_frame(config: RunConfig, status: str, reason: str, *, sweep: str, cell_id: str, phase: str,
+                 reference: float | None = None) -> pd.DataFrame:
+    """One row (epoch 0, no metrics) for a cell that did not train: skipped or error."""
+    row = {col: math.nan for col in RECORD_COLUMNS}
+    row.update(epoch=0, updates=0, samples_seen=0, train_seconds=0.0, learning_rate=config.lr,
+               test_confusion="", status=status, reason=reason)
+    return cell_frame(pd.DataFrame([row]), config, sweep=sweep, cell_id=cell_id, phase=phase,
+                      reference=reference)
+
+
+def write_cell(sweep_dir, frame: pd.DataFrame) -> Path:
+    """Write one cell's rows atomically: a temporary file, fsync, then ``os.replace``."""
+    ids = frame["cell_id"].unique()
+    if len(ids) != 1:
+        raise ValueError(f"write_cell expects one cell, got {len(ids)}")
+    folder = results_dir(sweep_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{ids[0]}.parquet"
+    tmp = folder / f".{ids[0]}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as fh:
+            _coerce(frame.copy()).to_parquet(fh, index=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_cell(sweep_dir, cell_id: str) -> pd.DataFrame | None:
+    path = results_dir(sweep_dir) / f"{cell_id}.parquet"
+    if not path.exists():
+        return None
+    return pd.read_parquet(path)
+
+
+def done_cells(sweep_dir) -> set:
+    """Ids of the cells whose result file exists."""
+    folder = results_dir(sweep_dir)
+    if not folder.is_dir():
+        return set()
+    return {p.stem for p in folder.glob("*.parquet")}
+
+
+def _planned_ids(sweep_dir) -> set | None:
+    path = Path(sweep_dir) / "manifest.json"
+    try:
+        cells = json.loads(path.read_text()).get("cells")
+    except (OSError, ValueError):
+        return None
+    return set(cells) if isinstance(cells, list) else None
+
+
+def read_results(sweep_dir, *, all_cells: bool = False) -> pd.DataFrame:
+    """Every stored row of the sweep, one row per (cell, epoch), in a stable order.
+
+    When the manifest lists the cells of the latest plan, only those are
+    returned (older cells stay on disk as a cache but are not part of this
+    sweep); ``all_cells=True`` returns every file.
+    """
+    folder = results_dir(sweep_dir)
+    paths = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    planned = None if all_cells else _planned_ids(sweep_dir)
+    if planned is not None:
+        paths = [p for p in paths if p.stem in planned]
+    if not paths:
+        return _coerce(pd.DataFrame(columns=list(COLUMNS)))
+    frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    frame = _coerce(frame)
+    order = ["phase", "dataset", "loss", "optimizer", "optimizer_params", "loss_params", "dataset_params",
+             "hidden", "lr", "seed", "cell_id", "epoch"]
+    frame["_phase"] = frame["phase"].map({"tune": 0, "final": 1}).fillna(2)
+    frame = frame.sort_values(["_phase"] + order[1:], kind="mergesort").drop(columns="_phase")
+    return frame.reset_index(drop=True)
+
+
+def export_csv(sweep_dir, frame: pd.DataFrame | None = None) -> Path:
+    """Write ``results.csv`` beside the results (atomically) and return its path."""
+    frame = read_results(sweep_dir) if frame is None else frame
+    path = Path(sweep_dir) / "results.csv"
+    tmp = path.with_name(f".results.csv.{os.getpid()}.tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+class SweepLock:
+    """Exclusive, non-blocking ``flock`` on ``<sweep_dir>/.lock``; refuses a second writer."""
+
+    def __init__(self, sweep_dir):
+        self.path = Path(sweep_dir) / ".lock"
+        self._fh = None
+
+    def acquire(self) -> "SweepLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                fh.close()
+                raise
+            fh.seek(0)
+            holder = fh.read().strip()
+            fh.close()
+            who = f" (pid {holder})" if holder else ""
+            raise HarnessError(f"another sweep{who} is writing to {self.path.parent}; "
+                               "wait for it or use another --name") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def release(self) -> None:
+        if self._fh is not None:
+            try:
+                self._fh.seek(0)
+                self._fh.truncate()
+                fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            finally:
+                self._fh.close()
+                self._fh = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+
+def clean_temporaries(sweep_dir) -> int:
+    """Remove half-written temporaries left by a killed sweep (call while holding the lock)."""
+    folder = results_dir(sweep_dir)
+    count = 0
+    if folder.is_dir():
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+            count += 1
+    return count

@@ -1,0 +1,375 @@
+"""Orchestration: config -> plan -> tune phase -> lr selection -> final phase -> store -> report.
+
+Each step is a plain function; the store is the only state. Every cell result
+is written the moment it comes back from a worker, so a sweep can be killed at
+any time and rerun to resume (cells whose file exists are not rerun).
+
+A final cell whose configuration is identical to a tuning run (the chosen lr on
+a tuning seed) reuses that run's records instead of training it again: same
+config, same seed, same bits.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from harness.config import SweepConfig
+from harness.contracts import DatasetUnavailable, Refused, RunConfig
+from harness.errors import HarnessError
+from harness.executor import progress_bar, run_tasks
+from harness.manifest import command_line, environment, now, write_manifest
+from harness.plan import Cell, Plan, build_plan, final_cells, format_plan, select_lr
+from harness.store import (SweepLock, cell_frame, clean_temporaries, done_cells, export_csv, read_cell,
+                           read_results, status_frame, write_cell)
+
+__all__ = ["CellTask", "ReferenceTask", "run_cell", "run_reference", "run_sweep", "SweepOutcome"]
+
+
+# --------------------------------------------------------------------------- worker side
+@dataclass(frozen=True)
+class CellTask:
+    """What a worker needs to run one cell (small and picklable)."""
+
+    cell_id: str
+    config: RunConfig
+    phase: str
+    sweep: str
+    reference: float | None = None
+
+
+@dataclass(frozen=True)
+class ReferenceTask:
+    """One convex-optimum computation, shared by every cell with the same data and loss."""
+
+    dataset: str
+    seed: int
+    dataset_params: tuple
+    loss: str
+    loss_params: tuple
+
+
+def _last_line(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
+    return text[-1] if text else type(exc).__name__
+
+
+@functools.lru_cache(maxsize=1)
+def _worker_registry():
+    """Each worker process loads the plugins once (from its own installed entry points)."""
+    from harness.registry import load_registry
+
+    return load_registry()
+
+
+def run_cell(task: CellTask, registry=None):
+    """Train one cell and return its rows; never raises for a failing cell.
+
+    A refusal becomes a ``skipped`` record, any other exception an ``error``
+    record whose reason is the exception's last line.
+    """
+    meta = dict(sweep=task.sweep, cell_id=task.cell_id, phase=task.phase, reference=task.reference)
+    try:
+        from harness.trainer import train
+
+        records = train(task.config, registry=registry if registry is not None else _worker_registry())
+        return cell_frame(records, task.config, **meta)
+    except Refused as exc:
+        return status_frame(task.config, "skipped", _last_line(exc), **meta)
+    except Exception as exc:  # recorded, and the sweep goes on
+        return status_frame(task.config, "error", _last_line(exc), **meta)
+
+
+def run_reference(task: ReferenceTask, registry=None) -> tuple:
+    """``(convex optimum of the training loss, None)`` or ``(nan, error line)``."""
+    try:
+        from harness.data import load_split
+        from harness.reference import convex_optimum
+
+        split = load_split(task.dataset, seed=task.seed,
+                           registry=registry if registry is not None else _worker_registry(),
+                           **dict(task.dataset_params))
+        return float(convex_optimum(split, task.loss, dict(task.loss_params))), None
+    except Exception as exc:
+        return math.nan, _last_line(exc)
+
+
+def _reference_task(config: RunConfig) -> ReferenceTask:
+    return ReferenceTask(config.dataset, config.seed, config.dataset_params, config.loss, config.loss_params)
+
+
+# --------------------------------------------------------------------------- main process
+@dataclass
+class SweepOutcome:
+    sweep_dir: Path
+    report: Path | None
+    counts: dict
+    seconds: float
+
+
+class _Runner:
+    """Runs batches of cells on the configured backend and stores each one as it lands."""
+
+    def __init__(self, config: SweepConfig, registry, sweep_dir: Path, *, force: bool, quiet: bool,
+                 log: Callable[[str], None]):
+        self.config = config
+        self.registry = registry
+        self.sweep_dir = sweep_dir
+        self.force = force
+        self.quiet = quiet
+        self.log = log
+        self.written: set = set()          # cells written by this process
+        self.stored = set() if force else done_cells(sweep_dir)
+        self.references: dict = {}
+        in_process = config.backend == "loky" and config.jobs <= 1
+        # in this process the (possibly test-injected) registry is used; workers load their own
+        self.cell_fn = functools.partial(run_cell, registry=registry) if in_process else run_cell
+        self.ref_fn = functools.partial(run_reference, registry=registry) if in_process else run_reference
+
+    def has(self, cell_id: str) -> bool:
+        return cell_id in self.written or cell_id in self.stored
+
+    def _run(self, fn, tasks, desc: str):
+        c = self.config
+        return run_tasks(fn, tasks, jobs=c.jobs, backend=c.backend, scheduler=c.scheduler,
+                         key=lambda t: getattr(t, "cell_id", None) or f"ref-{abs(hash(t))}")
+
+    def record_skips(self, cells: list) -> None:
+        for cell in cells:
+            if cell.skip is not None and not self.has(cell.id):
+                write_cell(self.sweep_dir, status_frame(cell.config, "skipped", cell.skip,
+                                                        sweep=self.config.name, cell_id=cell.id,
+                                                        phase=cell.phase))
+                self.written.add(cell.id)
+
+    def compute_references(self, cells: list) -> None:
+        """Convex optima for the pending cells without a hidden layer, each computed once."""
+        needed = []
+        for cell in cells:
+            if cell.skip is None and cell.config.hidden == () and not self.has(cell.id):
+                key = _reference_task(cell.config)
+                if key not in self.references and key not in needed:
+                    needed.append(key)
+        if not needed:
+            return
+        self.log(f"reference optima: {len(needed)} convex problems (scikit-learn LogisticRegression)")
+        bar = progress_bar(len(needed), "reference", self.quiet)
+        try:
+            for task, (value, error) in self._run(self.ref_fn, needed, "reference"):
+                self.references[task] = value
+                if error:
+                    self.log(f"warning: no reference optimum for {task.dataset}/{task.loss} seed {task.seed}: {error}")
+                bar.update(1)
+        finally:
+            bar.close()
+
+    def run_cells(self, cells: list, desc: str) -> dict:
+        """Run the cells not yet stored; return {status: count} of what ran."""
+        self.record_skips(cells)
+        pending = [c for c in cells if c.skip is None and not self.has(c.id)]
+        self.log(f"{desc} phase: {len(pending)} cells to run, "
+                 f"{sum(1 for c in cells if c.skip is None) - len(pending)} already stored, "
+                 f"{sum(1 for c in cells if c.skip is not None)} skipped")
+        self.compute_references(pending)
+        tasks = [CellTask(c.id, c.config, c.phase, self.config.name,
+                          self.references.get(_reference_task(c.config)) if c.config.hidden == () else None)
+                 for c in pending]
+        counts: dict = {}
+        bar = progress_bar(len(tasks), desc, self.quiet)
+        try:
+            for task, frame in self._run(self.cell_fn, tasks, desc):
+                write_cell(self.sweep_dir, frame)
+                self.written.add(task.cell_id)
+                status = str(frame["status"].iloc[-1])
+                counts[status] = counts.get(status, 0) + 1
+                bar.update(1)
+                bar.set_postfix(failed=counts.get("error", 0), diverged=counts.get("diverged", 0),
+                                refresh=False)
+        finally:
+            bar.close()
+        return counts
+
+    def reuse(self, cell: Cell, source: Cell) -> bool:
+        """Store ``cell`` as a copy of the identical tuning run ``source``; False if unavailable."""
+        if self.has(cell.id):
+            return True
+        frame = read_cell(self.sweep_dir, source.id)
+        if frame is None or str(frame["status"].iloc[-1]) in ("error", "skipped"):
+            return False
+        frame = frame.copy()
+        frame["phase"] = cell.phase
+        frame["cell_id"] = cell.id
+        write_cell(self.sweep_dir, frame)
+        self.written.add(cell.id)
+        return True
+
+
+def _tune_outcomes(runner: _Runner, cells: list, metric: str) -> dict:
+    """{group base: {(lr, seed): (status, last-epoch metric)}} read back from the store."""
+    from dataclasses import replace
+
+    outcomes: dict = {}
+    for cell in cells:
+        frame = read_cell(runner.sweep_dir, cell.id)
+        if frame is None:
+            continue
+        last = frame.iloc[-1]
+        value = last.get(metric)
+        value = float(value) if value is not None and not _isnan(value) else None
+        base = replace(cell.config, lr=0.0, seed=0)
+        outcomes.setdefault(base, {})[(cell.config.lr, cell.config.seed)] = (str(last["status"]), value)
+    return outcomes
+
+
+def _isnan(value) -> bool:
+    try:
+        return math.isnan(float(value))
+    except (TypeError, ValueError):
+        return True
+
+
+def _describe_datasets(config: SweepConfig, registry) -> dict:
+    """Load each dataset once (checks availability before anything runs) and describe it."""
+    from harness.data import describe
+    from harness.plan import _own_grids, _product
+
+    out = {}
+    for name in config.datasets:
+        spec = registry.datasets[name]
+        for point in _product(_own_grids(config, "dataset", spec)) or [{}]:
+            label = name if not point else f"{name} {point}"
+            try:
+                out[label] = describe(spec.load(**point))
+            except DatasetUnavailable as exc:
+                raise HarnessError(f"dataset {name!r} is not available: {exc}") from None
+    return out
+
+
+def _counts(results) -> dict:
+    if results is None or results.empty:
+        return {"cells": 0, "by_status": {}, "by_phase": {}}
+    last = results.groupby("cell_id", sort=False).tail(1)
+    by_phase = {phase: {str(k): int(v) for k, v in grp["status"].value_counts().items()}
+                for phase, grp in last.groupby("phase")}
+    return {"cells": int(len(last)),
+            "by_status": {str(k): int(v) for k, v in last["status"].value_counts().items()},
+            "by_phase": by_phase}
+
+
+def run_sweep(config: SweepConfig, *, registry=None, argv=None, quiet: bool = False, dry_run: bool = False,
+              force: bool = False, csv: bool = False, report: bool = True,
+              echo: Callable[[str], None] = print) -> SweepOutcome | None:
+    """Run (or with ``dry_run`` only print) the sweep; returns where everything went."""
+    if registry is None:
+        from harness.registry import load_registry
+
+        registry = load_registry()
+    plan: Plan = build_plan(config, registry)
+    if dry_run:
+        echo(format_plan(plan))
+        return None
+
+    def log(message: str) -> None:
+        if not quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    datasets = _describe_datasets(config, registry)
+    sweep_dir = config.sweep_dir
+    start = time.perf_counter()
+    with SweepLock(sweep_dir):
+        clean_temporaries(sweep_dir)
+        manifest = {
+            "sweep": config.name,
+            "status": "running",
+            "command": command_line(argv),
+            "argv": list(sys.argv[1:] if argv is None else argv),
+            "cwd": str(Path.cwd()),
+            "config": config.to_dict(),
+            "seeds": list(config.seeds),
+            "tune_seeds": list(config.tune_seeds),
+            "execution": {"backend": config.backend, "jobs": config.jobs, "scheduler": config.scheduler},
+            "environment": environment(registry),
+            "datasets": datasets,
+            "started": now(),
+            "finished": None,
+            "tuning": [],
+            "cells": sorted({c.id for c in plan.tune + plan.final}),
+        }
+        write_manifest(sweep_dir, manifest)
+        runner = _Runner(config, registry, sweep_dir, force=force, quiet=quiet, log=log)
+        try:
+            # phase 1: every lr of every tuned group on the tuning seeds
+            runner.run_cells(plan.tune, "tune")
+            outcomes = _tune_outcomes(runner, plan.tune, config.tune_metric)
+            by_config = {c.config: c for c in plan.tune}
+            finals = list(plan.final)
+            reused = []
+            for group in plan.groups:
+                if not group.tuned or group.skip:
+                    continue
+                from dataclasses import replace
+
+                lr, why, scores = select_lr(group, outcomes.get(replace(group.base, lr=0.0, seed=0), {}),
+                                            config.tune_metric, config.tune_seeds)
+                manifest["tuning"].append({
+                    "group": group.describe(), "dataset": group.base.dataset, "loss": group.base.loss,
+                    "optimizer": group.base.optimizer, "lr_grid": list(group.lr_grid),
+                    "scores": {f"{k:g}": (None if math.isnan(v) else v) for k, v in scores.items()},
+                    "metric": config.tune_metric, "chosen_lr": lr, "why": why})
+                for cell in final_cells(group, lr, config.seeds, why, registry):
+                    source = by_config.get(cell.config)
+                    if source is not None and cell.skip is None and runner.reuse(cell, source):
+                        reused.append(cell)
+                    else:
+                        finals.append(cell)
+            manifest["cells"] = sorted(set(manifest["cells"]) | {c.id for c in finals + reused})
+            write_manifest(sweep_dir, manifest)
+            # phase 2: the chosen setting on every seed
+            log(f"final phase: {len(reused)} cells reuse their tuning run")
+            runner.run_cells(finals, "final")
+            manifest["status"] = "complete"
+        except KeyboardInterrupt:
+            manifest["status"] = "interrupted"
+            raise
+        except BaseException:
+            manifest["status"] = "failed"
+            raise
+        finally:
+            manifest["finished"] = now()
+            manifest["duration_seconds"] = round(time.perf_counter() - start, 3)
+            results = read_results(sweep_dir) if manifest["status"] == "complete" else None
+            manifest["counts"] = _counts(results if results is not None else read_results(sweep_dir))
+            write_manifest(sweep_dir, manifest)
+        if csv:
+            echo(f"results CSV: {export_csv(sweep_dir, results)}")
+        report_path = None
+        if report:
+            report_path = _build_report(sweep_dir, results, manifest)
+    seconds = time.perf_counter() - start
+    counts = manifest["counts"]
+    summary = ", ".join(f"{v} {k}" for k, v in sorted(counts["by_status"].items()))
+    echo(f"sweep {config.name!r}: {counts['cells']} cells ({summary}) in {seconds:.0f} s; "
+         f"results in {sweep_dir / 'results'}")
+    if report_path is not None:
+        echo(f"report: {report_path}")
+    return SweepOutcome(sweep_dir, report_path, counts, seconds)
+
+
+def _build_report(sweep_dir: Path, results, manifest: dict) -> Path:
+    try:
+        from harness.report import build_report
+    except ImportError as exc:
+        raise HarnessError(f"results are stored in {sweep_dir}, but the report builder is unavailable: "
+                           f"{exc}") from None
+    try:
+        return Path(build_report(sweep_dir, results=results, manifest=manifest))
+    except HarnessError:
+        raise
+    except Exception as exc:
+        raise HarnessError(f"results are stored in {sweep_dir}, but building the report failed "
+                           f"({_last_line(exc)}); retry with `python -m harness report {sweep_dir}`") from None

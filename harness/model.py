@@ -1,0 +1,311 @@
+"""A numpy multi-layer perceptron with optional batch normalisation, built for speed.
+
+Layers: ``[Linear -> (BatchNorm) -> activation] * len(hidden) -> Linear``; the
+last linear layer produces the logits a loss plugin turns into probabilities.
+``hidden=()`` is softmax/logistic regression, the convex case.
+
+The model owns a flat list of parameter arrays ``params`` (``W1, b1, [gamma1,
+beta1], ..., WL, bL``; ``W`` has shape (fan_in, fan_out) so ``Z = A @ W + b``)
+and a matching list ``grads``; both are allocated once, and the optimizer
+updates ``params`` in place. Work buffers are allocated once per batch size and
+reused, and every array operation writes through ``out=``. One sample per update
+takes a separate path on 1-D vectors (``sample_grad``) because the 2-D path's
+per-call overhead dominates at that size.
+
+Initial weights depend only on (seed, architecture): every optimizer and loss
+with the same seed, with or without batch norm, starts from the same weights,
+so comparisons are paired.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid")
+DTYPES = ("float64", "float32")
+
+
+def _activate(name: str, a: np.ndarray) -> None:
+    """Apply the activation to ``a`` in place."""
+    if name == "relu":
+        np.maximum(a, 0.0, out=a)
+    elif name == "tanh":
+        np.tanh(a, out=a)
+    else:
+        expit(a, out=a)
+
+
+def init_weights(n_features: int, hidden: tuple, n_outputs: int, activation: str, seed: int) -> list:
+    """Float64 (W, b) pairs drawn from a generator seeded by ``seed`` alone.
+
+    He normal (std sqrt(2/fan_in)) into relu layers, Glorot uniform
+    (limit sqrt(6/(fan_in+fan_out))) into tanh/sigmoid layers and into the
+    output layer; biases start at zero.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
+    sizes = (n_features, *hidden, n_outputs)
+    layers = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        is_output = i == len(sizes) - 2
+        if activation == "relu" and not is_output:
+            W = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_in, fan_out))
+        else:
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            W = rng.uniform(-limit, limit, size=(fan_in, fan_out))
+        layers.append((W, np.zeros(fan_out)))
+    return layers
+
+
+class _Buffers:
+    """Work arrays for one batch size (activations, deltas, batch-norm statistics)."""
+
+    def __init__(self, n: int, sizes: tuple, batch_norm: bool, dtype):
+        hidden = sizes[1:-1]
+        self.A = [np.empty((n, h), dtype) for h in hidden]         # activation outputs
+        self.D = [np.empty((n, h), dtype) for h in hidden]         # deltas dL/dZ
+        self.tmp = [np.empty((n, h), dtype) for h in hidden]       # derivative scratch
+        self.mask = [np.empty((n, h), bool) for h in hidden]       # relu derivative
+        self.xhat = [np.empty((n, h), dtype) for h in hidden] if batch_norm else []
+        self.inv_std = [np.empty(h, dtype) for h in hidden] if batch_norm else []
+        self.stat = [np.empty(h, dtype) for h in hidden]           # per-feature scratch
+        self.logits = np.empty((n, sizes[-1]), dtype)
+        self.grad_logits = np.empty((n, sizes[-1]), dtype)
+        self.X = np.empty((n, sizes[0]), dtype)                     # gathered mini-batch
+        self.y = np.empty(n, np.int64)
+
+
+class MLP:
+    """Fully connected network; see the module docstring for layout and conventions.
+
+    Parameters
+    ----------
+    n_features, n_outputs : input width and number of logits.
+    hidden : widths of the hidden layers; ``()`` for no hidden layer.
+    activation : ``relu``, ``tanh`` or ``sigmoid``.
+    batch_norm : insert batch normalisation after each hidden linear layer.
+    seed : initial weights depend on it and the architecture only.
+    dtype : ``float64`` (default) or ``float32``.
+    bn_momentum, bn_eps : running-average rate and variance epsilon of batch norm.
+    """
+
+    def __init__(self, n_features: int, n_outputs: int, hidden=(), activation: str = "relu",
+                 batch_norm: bool = False, seed: int = 0, dtype: str = "float64",
+                 bn_momentum: float = 0.1, bn_eps: float = 1e-5):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+        if str(np.dtype(dtype)) not in DTYPES:
+            raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
+        hidden = tuple(int(h) for h in hidden)
+        if any(h < 1 for h in hidden):
+            raise ValueError(f"hidden layer widths must be positive, got {hidden}")
+        if batch_norm and not hidden:
+            raise ValueError("batch normalisation needs at least one hidden layer")
+        self.sizes = (int(n_features), *hidden, int(n_outputs))
+        self.hidden = hidden
+        self.activation = activation
+        self.batch_norm = bool(batch_norm)
+        self.dtype = np.dtype(dtype)
+        self.bn_momentum = float(bn_momentum)
+        self.bn_eps = float(bn_eps)
+
+        self.params: list = []
+        self.W, self.b, self.gamma, self.beta = [], [], [], []
+        for i, (W, b) in enumerate(init_weights(n_features, hidden, n_outputs, activation, seed)):
+            W, b = W.astype(self.dtype), b.astype(self.dtype)
+            self.W.append(W)
+            self.b.append(b)
+            self.params += [W, b]
+            if self.batch_norm and i < len(hidden):
+                gamma, beta = np.ones(b.shape, self.dtype), np.zeros(b.shape, self.dtype)
+                self.gamma.append(gamma)
+                self.beta.append(beta)
+                self.params += [gamma, beta]
+        self.grads = [np.zeros_like(p) for p in self.params]
+        self._index = self._grad_index()
+        self.running_mean = [np.zeros(h, self.dtype) for h in hidden] if self.batch_norm else []
+        self.running_var = [np.ones(h, self.dtype) for h in hidden] if self.batch_norm else []
+        self._buffers: dict = {}
+        self._one = _Buffers(1, self.sizes, False, self.dtype)
+        self._one_rows = ([a[0] for a in self._one.A], [d[0] for d in self._one.D],
+                          [m[0] for m in self._one.mask], [t[0] for t in self._one.tmp],
+                          [a[0][:, None] for a in self._one.A])
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _grad_index(self) -> list:
+        """Per layer: positions of (W, b, gamma, beta) in ``params`` (None when absent)."""
+        index, pos = [], 0
+        for i in range(len(self.W)):
+            bn = self.batch_norm and i < len(self.hidden)
+            index.append((pos, pos + 1, pos + 2 if bn else None, pos + 3 if bn else None))
+            pos += 4 if bn else 2
+        return index
+
+    def buffers(self, n: int) -> _Buffers:
+        buf = self._buffers.get(n)
+        if buf is None:
+            buf = self._buffers[n] = _Buffers(n, self.sizes, self.batch_norm, self.dtype)
+        return buf
+
+    # ------------------------------------------------------------------ batch path
+    def forward(self, X: np.ndarray, train: bool = False) -> np.ndarray:
+        """Logits for the rows of ``X``; a view of a reused buffer, copy it to keep it.
+
+        ``train=True`` uses batch statistics in batch norm and updates the
+        running averages; ``train=False`` (evaluation) uses the running averages.
+        """
+        n = X.shape[0]
+        buf = self.buffers(n)
+        a = X
+        for l in range(len(self.hidden)):
+            z = buf.xhat[l] if self.batch_norm else buf.A[l]
+            np.matmul(a, self.W[l], out=z)
+            z += self.b[l]
+            if self.batch_norm:
+                self._batch_norm_forward(l, z, buf, train)
+                out = buf.A[l]
+                np.multiply(z, self.gamma[l], out=out)
+                out += self.beta[l]
+            _activate(self.activation, buf.A[l])
+            a = buf.A[l]
+        np.matmul(a, self.W[-1], out=buf.logits)
+        buf.logits += self.b[-1]
+        return buf.logits
+
+    def _batch_norm_forward(self, l: int, z: np.ndarray, buf: _Buffers, train: bool) -> None:
+        """Normalise ``z`` in place to x-hat (batch or running statistics)."""
+        mean, inv_std = buf.stat[l], buf.inv_std[l]
+        if train:
+            n = z.shape[0]
+            np.mean(z, axis=0, out=mean)
+            z -= mean
+            np.multiply(z, z, out=buf.tmp[l])
+            np.mean(buf.tmp[l], axis=0, out=inv_std)        # biased batch variance
+            m = self.bn_momentum
+            self.running_mean[l] *= 1.0 - m
+            self.running_mean[l] += m * mean
+            unbiased = n / (n - 1) if n > 1 else 1.0
+            self.running_var[l] *= 1.0 - m
+            self.running_var[l] += (m * unbiased) * inv_std
+            inv_std += self.bn_eps
+        else:
+            z -= self.running_mean[l]
+            np.add(self.running_var[l], self.bn_eps, out=inv_std)
+        np.sqrt(inv_std, out=inv_std)
+        np.divide(1.0, inv_std, out=inv_std)
+        z *= inv_std
+
+    def backward(self, X: np.ndarray, grad_logits: np.ndarray) -> None:
+        """Fill ``grads`` from dL/dlogits of the last ``forward(X, train=True)``.
+
+        ``grad_logits`` is the gradient of the *mean* batch loss, so the sums
+        over the batch below are already mean gradients.
+        """
+        buf = self.buffers(X.shape[0])
+        g = self.grads
+        L = len(self.hidden)
+        delta = grad_logits
+        for l in range(L, -1, -1):
+            iW, ib, _, _ = self._index[l]
+            a_prev = X if l == 0 else buf.A[l - 1]
+            np.matmul(a_prev.T, delta, out=g[iW])
+            np.sum(delta, axis=0, out=g[ib])
+            if l == 0:
+                break
+            k = l - 1
+            d = buf.D[k]
+            np.matmul(delta, self.W[l].T, out=d)
+            self._activation_backward(buf.A[k], d, buf.tmp[k], buf.mask[k])
+            if self.batch_norm:
+                _, _, igamma, ibeta = self._index[k]
+                self._batch_norm_backward(k, d, buf, g[igamma], g[ibeta])
+            delta = d
+
+    def _activation_backward(self, a, d, tmp, mask) -> None:
+        """``d *= activation'(z)``, written in terms of the activation output ``a``."""
+        if self.activation == "relu":
+            np.greater(a, 0.0, out=mask)
+            np.multiply(d, mask, out=d)
+        elif self.activation == "tanh":
+            np.multiply(a, a, out=tmp)
+            np.subtract(1.0, tmp, out=tmp)
+            d *= tmp
+        else:
+            np.subtract(1.0, a, out=tmp)
+            tmp *= a
+            d *= tmp
+
+    def _batch_norm_backward(self, k: int, d, buf: _Buffers, g_gamma, g_beta) -> None:
+        """Turn d = dL/d(BN output) into dL/dz in place; fill the gamma/beta gradients.
+
+        dz = inv_std / n * (n dxhat - sum(dxhat) - xhat * sum(dxhat * xhat)),
+        with dxhat = d * gamma (Ioffe and Szegedy 2015).
+        """
+        xhat, tmp = buf.xhat[k], buf.tmp[k]
+        n = d.shape[0]
+        np.multiply(d, xhat, out=tmp)
+        np.sum(tmp, axis=0, out=g_gamma)
+        np.sum(d, axis=0, out=g_beta)
+        # with dxhat = gamma*d: sum(dxhat) = gamma*g_beta, sum(dxhat*xhat) = gamma*g_gamma
+        d *= self.gamma[k]
+        np.multiply(xhat, g_gamma * self.gamma[k] / n, out=tmp)
+        d -= tmp
+        d -= (self.gamma[k] * g_beta) / n
+        d *= buf.inv_std[k]
+
+    def batch_grad(self, X: np.ndarray, y: np.ndarray, loss) -> float:
+        """Training forward + loss + backward on one batch; returns the mean batch loss."""
+        logits = self.forward(X, train=True)
+        buf = self.buffers(X.shape[0])
+        value = loss.loss_grad(logits, y, buf.grad_logits)
+        self.backward(X, buf.grad_logits)
+        return value
+
+    def gather(self, X: np.ndarray, y: np.ndarray, idx: np.ndarray):
+        """Copy the rows ``idx`` of X and y into this batch size's reusable buffers."""
+        buf = self.buffers(len(idx))
+        np.take(X, idx, axis=0, out=buf.X)
+        np.take(y, idx, out=buf.y)
+        return buf.X, buf.y
+
+    # ------------------------------------------------------------------ one-sample path
+    def sample_grad(self, x: np.ndarray, y: np.ndarray, loss) -> float:
+        """Gradient of the loss of one sample (``x`` 1-D, ``y`` of length 1) into ``grads``.
+
+        Same mathematics as ``batch_grad`` on a batch of one, on 1-D vectors
+        (the weight gradient is the outer product a_prev delta^T, done as a
+        (n_in, 1) @ (1, n_out) BLAS product, faster than numpy's ``outer``).
+        Not for batch norm (a batch of one has no variance; optimizers refuse it).
+        """
+        A, D, M, T, A_col = self._one_rows
+        one = self._one
+        g = self.grads
+        a = x
+        for l in range(len(self.hidden)):
+            h = A[l]
+            np.dot(a, self.W[l], out=h)
+            h += self.b[l]
+            _activate(self.activation, h)
+            a = h
+        logits = one.logits
+        np.dot(a, self.W[-1], out=logits[0])
+        logits[0] += self.b[-1]
+        value = loss.loss_grad(logits, y, one.grad_logits)
+        delta_row = one.grad_logits
+        for l in range(len(self.hidden), -1, -1):
+            iW, ib, _, _ = self._index[l]
+            np.dot(x[:, None] if l == 0 else A_col[l - 1], delta_row, out=g[iW])
+            np.copyto(g[ib], delta_row[0])
+            if l == 0:
+                break
+            d = D[l - 1]
+            np.dot(self.W[l], delta_row[0], out=d)
+            self._activation_backward(A[l - 1], d, T[l - 1], M[l - 1])
+            delta_row = one.D[l - 1]
+        return value
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        """Copies of the parameters and batch-norm running statistics."""
+        return {"params": [p.copy() for p in self.params],
+                "running_mean": [m.copy() for m in self.running_mean],
+                "running_var": [v.copy() for v in self.running_var]}

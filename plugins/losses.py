@@ -1,0 +1,155 @@
+"""Built-in losses: ``ce``, ``bce`` and ``wce``, each fused with its output activation.
+
+Every loss works on logits (log-sum-exp and softplus, see ``harness.lossmath``),
+returns the *mean* loss over the batch (the lecture's sum divided by the batch
+size, per the errata) and writes d(mean loss)/d(logits) into a caller's buffer.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import harness
+from harness.contracts import LossSpec, Param
+from harness.lossmath import class_weights, log_softmax, sigmoid, softmax, softplus
+
+_max, _sum = np.maximum.reduce, np.add.reduce
+_subtract, _exp, _multiply = np.subtract, np.exp, np.multiply
+
+
+class SoftmaxCrossEntropy:
+    """Softmax + categorical cross-entropy, optionally with per-class weights.
+
+    With weights ``w``, sample i contributes ``w[y_i] * CE_i`` and the batch
+    loss is the plain mean of those terms (not divided by the sum of weights),
+    which is the lecture's WCE formula divided by the batch size.
+    """
+
+    def __init__(self, n_classes: int, weights: np.ndarray | None = None):
+        self.n_outputs = int(n_classes)
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float64)
+
+    def loss_grad(self, logits, y, grad_out) -> float:
+        n = logits.shape[0]
+        if n == 1:
+            return self._one_sample(logits[0], int(y.item(0)), grad_out[0])
+        rows = np.arange(n)
+        np.subtract(logits, logits.max(axis=1, keepdims=True), out=grad_out)
+        true_shifted = grad_out[rows, y]
+        np.exp(grad_out, out=grad_out)
+        sums = grad_out.sum(axis=1, keepdims=True)
+        per_sample = np.log(sums[:, 0]) - true_shifted
+        grad_out /= sums
+        grad_out[rows, y] -= 1.0
+        if self.weights is None:
+            grad_out *= 1.0 / n
+        else:
+            w = self.weights[y]
+            per_sample *= w
+            grad_out *= (w / n)[:, None]
+        return float(per_sample.mean())
+
+    def _one_sample(self, z, yi, g) -> float:
+        """The per-sample hot path on 1-D rows: bound ufuncs, Python scalars, no temporaries."""
+        m = _max(z)
+        _subtract(z, m, out=g)
+        _exp(g, out=g)
+        s = _sum(g)
+        loss = math.log(s) - (z.item(yi) - m)
+        _multiply(g, 1.0 / s, out=g)
+        g[yi] -= 1.0
+        if self.weights is not None:
+            w = self.weights.item(yi)
+            _multiply(g, w, out=g)
+            loss *= w
+        return float(loss)
+
+    def per_sample(self, logits, y) -> np.ndarray:
+        y = np.asarray(y)
+        out = -log_softmax(logits)[np.arange(len(y)), y]
+        if self.weights is not None:
+            out *= self.weights[y]
+        return out
+
+    def predict_proba(self, logits) -> np.ndarray:
+        return softmax(logits)
+
+
+class SigmoidBinaryCrossEntropy:
+    """Sigmoid + binary cross-entropy.
+
+    Two classes: one output unit, ``p(class 1) = sigmoid(z)``. More classes: one
+    sigmoid unit per class trained one-vs-rest; a sample's loss is the sum of
+    the K binary losses; probabilities are the K sigmoids normalised to sum to 1
+    (prediction = argmax). Per unit: ``BCE(z, t) = softplus(z) - t z``.
+    """
+
+    def __init__(self, n_classes: int):
+        self.n_classes = int(n_classes)
+        self.binary = self.n_classes == 2
+        self.n_outputs = 1 if self.binary else self.n_classes
+
+    def loss_grad(self, logits, y, grad_out) -> float:
+        n = logits.shape[0]
+        per_sample = self._per_sample(logits, y)
+        sigmoid(logits, out=grad_out)
+        if self.binary:
+            grad_out[:, 0] -= y
+        else:
+            grad_out[np.arange(n), y] -= 1.0
+        grad_out *= 1.0 / n
+        return float(per_sample.mean())
+
+    def _per_sample(self, logits, y) -> np.ndarray:
+        y = np.asarray(y)
+        if self.binary:
+            z = logits[:, 0]
+            return softplus(z) - y * z
+        return softplus(logits).sum(axis=1) - logits[np.arange(len(y)), y]
+
+    def per_sample(self, logits, y) -> np.ndarray:
+        return np.asarray(self._per_sample(logits, y), dtype=np.float64)
+
+    def predict_proba(self, logits) -> np.ndarray:
+        if self.binary:
+            z = logits[:, 0]
+            return np.column_stack([sigmoid(-z), sigmoid(z)])
+        return softmax(-softplus(-logits))  # normalised sigmoids, via log-sigmoid
+
+
+def make_ce(y_train, n_classes):
+    return SoftmaxCrossEntropy(n_classes)
+
+
+def make_wce(y_train, n_classes, normalisation="balanced"):
+    return SoftmaxCrossEntropy(n_classes, class_weights(y_train, n_classes, normalisation))
+
+
+def make_bce(y_train, n_classes):
+    return SigmoidBinaryCrossEntropy(n_classes)
+
+
+@harness.hookimpl
+def register_losses(register):
+    register(LossSpec(
+        name="ce",
+        description="softmax + categorical cross-entropy, mean over the batch",
+        factory=make_ce,
+    ))
+    register(LossSpec(
+        name="bce",
+        description="sigmoid + binary cross-entropy: one output unit on binary data; on multi-class "
+                    "data one sigmoid per class (one-vs-rest, losses summed), prediction = argmax",
+        factory=make_bce,
+    ))
+    register(LossSpec(
+        name="wce",
+        description="class-weighted cross-entropy, weights from the training labels: "
+                    "balanced M/(N m_i) by default (keeps the loss scale of ce), or the lecture's M/m_i",
+        factory=make_wce,
+        params=(Param("normalisation", "balanced",
+                      "class weights: 'balanced' = M/(N m_i) (scikit-learn; averages to 1, "
+                      "same effective learning rate as ce) or 'lecture' = M/m_i (N times larger)",
+                      choices=("balanced", "lecture")),),
+    ))

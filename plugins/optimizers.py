@@ -1,0 +1,140 @@
+"""Built-in optimizers: plain gradient descent with five batching schemes.
+
+All share the lecture's step ``w <- w - lr * (mean gradient over the batch)``;
+what separates them is which training samples form each update in an epoch:
+
+* ``bgd``: all samples, one update per epoch;
+* ``point``: one sample per update, always in the order 0, 1, ..., n-1 (cyclic);
+* ``sgd``: one sample per update, in a fresh random order every epoch;
+* ``minibatch``: ``batch_size`` samples per update, reshuffled every epoch
+  (the last batch of an epoch holds the remainder);
+* ``minibatch-bn``: minibatch on a network with batch normalisation; a trailing
+  remainder of one sample is merged into the previous batch, since a batch of
+  one has no variance.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.linalg.blas import get_blas_funcs
+
+import harness
+from harness.contracts import OptimizerSpec, Param
+
+SCHEMES = ("full", "cyclic", "shuffled")
+
+
+def _axpy(dtype):
+    return get_blas_funcs("axpy", dtype=dtype)
+
+
+class PlainGD:
+    """``params[i] -= lr * grads[i]`` in place, with a batching scheme.
+
+    ``scheme``: ``full`` (one batch of everything), ``cyclic`` (fixed order) or
+    ``shuffled`` (new permutation each epoch), cut into ``batch_size`` chunks.
+    Stateless apart from its settings, so it pickles trivially.
+    """
+
+    def __init__(self, scheme: str, batch_size: int = 1, uses_batch_norm: bool = False):
+        if scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+        self.scheme = scheme
+        self.batch_size = int(batch_size)
+        self.uses_batch_norm = bool(uses_batch_norm)
+
+    def batches(self, n_samples: int, rng: np.random.Generator):
+        if self.scheme == "full":
+            yield np.arange(n_samples)
+            return
+        order = np.arange(n_samples) if self.scheme == "cyclic" else rng.permutation(n_samples)
+        b = self.batch_size
+        starts = range(0, n_samples, b)
+        if self.uses_batch_norm and n_samples > b and n_samples % b == 1:
+            starts = starts[:-1]  # fold a trailing batch of one into the previous one
+        last = len(starts) - 1
+        for k, start in enumerate(starts):
+            yield order[start:] if k == last else order[start:start + b]
+
+    def step(self, params, grads, lr: float) -> None:
+        for p, g in zip(params, grads):
+            if p.flags.c_contiguous and g.flags.c_contiguous and p.dtype == g.dtype:
+                # BLAS axpy updates p in place with no temporary (f2py returns p itself)
+                _axpy(p.dtype)(g.reshape(-1), p.reshape(-1), a=-lr)
+            else:
+                p -= lr * g
+
+    def __repr__(self) -> str:
+        return (f"PlainGD(scheme={self.scheme!r}, batch_size={self.batch_size}, "
+                f"uses_batch_norm={self.uses_batch_norm})")
+
+
+def _batch_size(config) -> int:
+    return int(dict(config.optimizer_params).get("batch_size", 32))
+
+
+def _check_batch_norm(config):
+    """Why batch normalisation cannot run with this config, or None."""
+    if not tuple(config.hidden):
+        return "batch normalisation needs a hidden layer to normalise (hidden=() has none)"
+    try:
+        size = _batch_size(config)
+    except (TypeError, ValueError):
+        return None  # a bad value is reported by parameter validation
+    if size < 2:
+        return "batch normalisation needs at least 2 samples per update (batch_size=1 has no batch variance)"
+    return None
+
+
+def make_bgd():
+    return PlainGD("full")
+
+
+def make_point():
+    return PlainGD("cyclic", 1)
+
+
+def make_sgd():
+    return PlainGD("shuffled", 1)
+
+
+def make_minibatch(batch_size=32):
+    return PlainGD("shuffled", batch_size)
+
+
+def make_minibatch_bn(batch_size=32):
+    return PlainGD("shuffled", batch_size, uses_batch_norm=True)
+
+
+_BATCH_SIZE = Param("batch_size", 32, "samples per update", low=1)
+
+
+@harness.hookimpl
+def register_optimizers(register):
+    register(OptimizerSpec(
+        name="bgd",
+        description="batch gradient descent: all training samples per update, one update per epoch",
+        factory=make_bgd,
+    ))
+    register(OptimizerSpec(
+        name="point",
+        description="point GD: one sample per update, the same fixed order every epoch (cyclic)",
+        factory=make_point,
+    ))
+    register(OptimizerSpec(
+        name="sgd",
+        description="stochastic GD: one sample per update, reshuffled every epoch",
+        factory=make_sgd,
+    ))
+    register(OptimizerSpec(
+        name="minibatch",
+        description="mini-batch GD: batch_size samples per update, reshuffled every epoch",
+        factory=make_minibatch,
+        params=(_BATCH_SIZE,),
+    ))
+    register(OptimizerSpec(
+        name="minibatch-bn",
+        description="mini-batch GD on a network with batch normalisation after each hidden layer",
+        factory=make_minibatch_bn,
+        params=(_BATCH_SIZE,),
+        check=_check_batch_norm,
+    ))

@@ -224,8 +224,8 @@ def cached_dataset(stem: str, recipe: dict, build) -> Dataset:
                     return Dataset(X=f["X"].astype(np.float64), y=f["y"].astype(np.int64),
                                    class_names=tuple(str(c) for c in f["class_names"]),
                                    source=str(f["source"]), fingerprint=str(f["fingerprint"]))
-        except (OSError, KeyError, ValueError):
-            pass  # corrupt or foreign file: rebuild it
+        except Exception:  # noqa: BLE001 - truncated zip, missing key, bad pickle...: rebuild it
+            pass
     dataset = build()
     try:
         atomic_save_npz(path, X=dataset.X, y=dataset.y, class_names=np.array(dataset.class_names),

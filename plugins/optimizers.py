@@ -23,8 +23,15 @@ from harness.contracts import OptimizerSpec, Param
 SCHEMES = ("full", "cyclic", "shuffled")
 
 
+_AXPY: dict = {}
+
+
 def _axpy(dtype):
-    return get_blas_funcs("axpy", dtype=dtype)
+    """BLAS ``y += a x`` for this dtype (looked up once: the lookup costs more than a small update)."""
+    fn = _AXPY.get(dtype)
+    if fn is None:
+        fn = _AXPY[dtype] = get_blas_funcs("axpy", dtype=dtype)
+    return fn
 
 
 class PlainGD:
@@ -41,6 +48,8 @@ class PlainGD:
         self.scheme = scheme
         self.batch_size = int(batch_size)
         self.uses_batch_norm = bool(uses_batch_norm)
+        self._params = self._grads = None
+        self._flat = ()
 
     def batches(self, n_samples: int, rng: np.random.Generator):
         if self.scheme == "full":
@@ -56,12 +65,36 @@ class PlainGD:
             yield order[start:] if k == last else order[start:start + b]
 
     def step(self, params, grads, lr: float) -> None:
+        if params is not self._params or grads is not self._grads:
+            self._plan(params, grads)
+        a = -lr
+        for axpy, g, p in self._flat:
+            if axpy is None:
+                p -= lr * g
+            else:
+                axpy(g, p, a=a)
+
+    def _plan(self, params, grads) -> None:
+        """Cache flat views and BLAS routines for these (runner-owned, reused) arrays.
+
+        The cache is keyed on the identity of the two lists, which the runner
+        allocates once and never changes (pass new lists to re-plan).
+
+        BLAS axpy updates a contiguous array in place without a temporary; a
+        non-contiguous or mixed-dtype pair falls back to numpy.
+        """
+        flat = []
         for p, g in zip(params, grads):
             if p.flags.c_contiguous and g.flags.c_contiguous and p.dtype == g.dtype:
-                # BLAS axpy updates p in place with no temporary (f2py returns p itself)
-                _axpy(p.dtype)(g.reshape(-1), p.reshape(-1), a=-lr)
+                flat.append((_axpy(p.dtype), g.reshape(-1), p.reshape(-1)))
             else:
-                p -= lr * g
+                flat.append((None, g, p))
+        self._params, self._grads, self._flat = params, grads, flat
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.update(_params=None, _grads=None, _flat=())  # caches, not state
+        return state
 
     def __repr__(self) -> str:
         return (f"PlainGD(scheme={self.scheme!r}, batch_size={self.batch_size}, "

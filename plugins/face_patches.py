@@ -216,7 +216,10 @@ def cached_dataset(stem: str, recipe: dict, build) -> Dataset:
     from harness.data import atomic_save_npz, fingerprint
 
     recipe_fp = fingerprint(recipe)
-    path = cache_path(stem)
+    try:
+        path = cache_path(stem)
+    except OSError:  # the data home cannot be created: build without a cache
+        return build()
     if path.exists():
         try:
             with np.load(path, allow_pickle=False) as f:

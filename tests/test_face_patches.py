@@ -126,11 +126,36 @@ def test_a_corrupt_cache_file_is_rebuilt(tmp_path, monkeypatch, data_home):
         assert f["X"].shape == (1000, 625)
 
 
+def test_an_unusable_data_home_still_gives_the_data(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("HARNESS_DATA_HOME", str(blocker / "home"))
+    tiny = face_patches._assemble(np.zeros((1, 25, 25)), np.ones((9, 25, 25)), "tiny")
+    monkeypatch.setattr(face_patches, "build_face_vs_background", lambda: tiny)
+    assert face_patches.load_face_vs_background() is tiny
+
+
 def test_data_home_prefers_the_environment(tmp_path, monkeypatch):
     from harness.data import data_home
 
     monkeypatch.setenv("HARNESS_DATA_HOME", str(tmp_path / "x"))
     assert data_home() == tmp_path / "x" and (tmp_path / "x").is_dir()
+
+
+def test_data_home_falls_back_to_the_checkout_then_the_user_cache(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import harness
+    from harness.data import data_home
+
+    monkeypatch.delenv("HARNESS_DATA_HOME", raising=False)
+    checkout = Path(harness.__file__).resolve().parents[1] / "datasets"
+    if checkout.is_dir():
+        assert data_home() == checkout
+    fake_package = tmp_path / "site" / "harness" / "__init__.py"  # an install without datasets/
+    monkeypatch.setattr(harness, "__file__", str(fake_package))
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    assert data_home() == tmp_path / "user" / ".cache" / "harness" / "datasets"
 
 
 def test_spread_order_and_allocate():

@@ -22,6 +22,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Protocol, Sequenc
 
 import numpy as np
 
+from harness.errors import HarnessError, UsageError
+
 __all__ = [
     "Param",
     "OptimizerSpec",
@@ -37,7 +39,7 @@ __all__ = [
 ]
 
 
-class DatasetUnavailable(RuntimeError):
+class DatasetUnavailable(HarnessError, RuntimeError):
     """Raised by a dataset loader whose data is not on this machine.
 
     The message must be one line telling the user how to get the data; the CLI
@@ -45,7 +47,7 @@ class DatasetUnavailable(RuntimeError):
     """
 
 
-class Refused(ValueError):
+class Refused(UsageError):
     """A combination that makes no sense (e.g. batch norm with one sample per update)."""
 
 

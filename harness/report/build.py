@@ -1,0 +1,229 @@
+"""Build ``index.html`` with its figures and tables from a sweep's stored results."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import HarnessError
+from harness.report import claims as claims_mod
+from harness.report import html, plots, profile, tables
+from harness.report.frames import (OK_STATUSES, add_labels, final_phase, labelled_rows, normalise, runs)
+
+FIGURES = "figures"
+TABLES = "tables"
+IMBALANCE_RATIO = 2.0
+PROFILE_MEASURES = (("train_seconds", "training seconds"), ("samples_seen", "samples seen"))
+VERDICT_CSS = {claims_mod.HOLDS: "holds", claims_mod.FAILS: "fails", claims_mod.INCONCLUSIVE: "inconclusive"}
+
+
+def slug(text: str) -> str:
+    """A file-name-safe, unique name for a label (plugin names may contain anything)."""
+    base = re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:40] or "x"
+    return f"{base}-{hashlib.sha1(str(text).encode()).hexdigest()[:8]}"
+
+
+def _clear(folder: Path, patterns) -> None:
+    """Remove this builder's own outputs from a previous build (nothing else)."""
+    if folder.is_dir():
+        for pattern in patterns:
+            for path in folder.glob(pattern):
+                path.unlink(missing_ok=True)
+
+
+def _read_manifest(sweep_dir: Path) -> dict:
+    path = sweep_dir / "manifest.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_table(frame: pd.DataFrame, folder: Path, name: str, markdown: str | None = None) -> tuple[str, str]:
+    """Write ``name``.csv and ``name``.md; return their paths relative to the page."""
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / f"{name}.csv", index=False)
+    (folder / f"{name}.md").write_text((markdown if markdown is not None else tables.to_markdown(frame)) + "\n")
+    return f"{TABLES}/{name}.csv", f"{TABLES}/{name}.md"
+
+
+def _imbalance(family_runs: pd.DataFrame) -> float:
+    """Largest/smallest true-class count in a stored test confusion matrix (1.0 if unknown)."""
+    for text in family_runs["test_confusion"].dropna():
+        if not text:
+            continue
+        try:
+            counts = np.asarray(json.loads(text), dtype=float).sum(axis=1)
+        except (TypeError, ValueError):
+            continue
+        if counts.size > 1 and counts.min() > 0:
+            return float(counts.max() / counts.min())
+    return 1.0
+
+
+def _class_names(manifest: dict, dataset: str) -> list | None:
+    info = (manifest.get("datasets") or {}).get(dataset) if isinstance(manifest.get("datasets"), dict) else None
+    counts = info.get("class_counts") if isinstance(info, dict) else None
+    return list(counts) if isinstance(counts, dict) else None
+
+
+def _claims_frame(found) -> pd.DataFrame:
+    return pd.DataFrame([{"claim": c.title, "verdict": c.verdict, "measured": c.summary, "rule": c.rule}
+                         for c in found])
+
+
+def _figure(path: Path | None, sweep_dir: Path, alt: str, caption: str) -> dict | None:
+    if path is None:
+        return None
+    return {"src": path.relative_to(sweep_dir).as_posix(), "alt": alt, "caption": caption}
+
+
+def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict | None = None) -> Path:
+    """Write ``index.html``, ``figures/*.png`` and ``tables/*.csv|md`` into ``sweep_dir``.
+
+    ``results`` is the long-format frame (``harness.store.read_results``) and
+    ``manifest`` the sweep's manifest; each is read from ``sweep_dir`` when
+    None. Returns the path of ``index.html``.
+    """
+    sweep_dir = Path(sweep_dir)
+    if results is None:
+        from harness.store import read_results
+
+        results = read_results(sweep_dir)
+    if manifest is None:
+        manifest = _read_manifest(sweep_dir)
+    if results is None or len(results) == 0:
+        raise HarnessError(f"no stored results in {sweep_dir} to report on")
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    fig_dir, tab_dir = sweep_dir / FIGURES, sweep_dir / TABLES
+    _clear(fig_dir, ["*.png"])
+    _clear(tab_dir, ["*.csv", "*.md"])
+
+    df = normalise(results)
+    all_runs = add_labels(runs(df))
+    final_df = final_phase(df)
+    final_runs = all_runs[all_runs["cell_id"].isin(set(final_df["cell_id"]))].reset_index(drop=True)
+    tune_runs = all_runs[all_runs["phase"] == "tune"]
+    rows = labelled_rows(final_df, final_runs)
+    colors = plots.method_colors(all_runs["method"])
+    notes = []
+    if not (df["phase"] == "final").any():
+        notes.append("This sweep has no final phase: every stored run is treated as final.")
+
+    # --- tables
+    numeric, targets = tables.summary(final_runs, rows)
+    reach = tables.time_to_target(rows, final_runs, targets)
+    csv, md = _write_table(numeric, tab_dir, "summary",
+                           "\n\n".join(f"### {s}\n\n" + tables.to_markdown(tables.formatted(g))
+                                       for s, g in numeric.groupby("section", sort=True)))
+    _write_table(targets, tab_dir, "targets")
+
+    # --- ranking
+    ranking_tables, ratios = [], {}
+    for measure, label in PROFILE_MEASURES:
+        ratio = profile.ratios(profile.work_matrix(final_runs, reach, measure))
+        ratios[label] = ratio
+        rank = profile.ranking(ratio)
+        if len(rank):
+            c, m = _write_table(rank, tab_dir, f"ranking-{measure}")
+            ranking_tables.append(html.table(rank, f"Ranking by {label} to target", c, m, digits=3))
+    prof_fig = plots.performance_profiles(ratios, colors, fig_dir / "performance-profile.png")
+    ranking = {"tables": ranking_tables,
+               "figure": _figure(prof_fig, sweep_dir, "performance profiles",
+                                 "Share of dataset/loss sections (y) in which an optimizer reached the target "
+                                 "within tau times the best optimizer's work (x); higher and further left is better.")}
+
+    # --- claims
+    found = claims_mod.evaluate(final_runs, rows)
+    claims_csv, claims_md = _write_table(_claims_frame(found), tab_dir, "claims")
+    claim_ctx = [{"key": c.key, "title": c.title, "lecture": c.lecture, "rule": c.rule, "verdict": c.verdict,
+                  "css": VERDICT_CSS[c.verdict], "summary": c.summary,
+                  "evidence": html.table(c.evidence, digits=4) if len(c.evidence) else None} for c in found]
+
+    # --- per dataset family: tables and figures
+    families = []
+    for family, fam_runs in final_runs.groupby("family", sort=True):
+        sections = sorted(fam_runs["section"].unique())
+        key = slug(family)
+        fam_rows = rows[rows["family"] == family]
+        ftables = []
+        for section in sections:
+            part = numeric[numeric["section"] == section]
+            tgt = targets.set_index("section")["target_loss"].get(section, np.nan)
+            title = f"{section} — target train loss {tables._fmt(tgt)}"
+            ftables.append(html.table(tables.formatted(part), title, csv, md))
+        figures = []
+        for split in ("train", "test"):
+            p = plots.convergence(fam_rows, sections, colors, f"{split}_loss", fig_dir / f"{key}-{split}-loss.png",
+                                  f"{family}: {split} loss")
+            figures.append(_figure(p, sweep_dir, f"{family} {split} loss curves",
+                                   f"{split.capitalize()} loss against epochs, samples seen and training seconds "
+                                   "(log axes where useful). Line: mean over seeds; band: lowest to highest seed."))
+        p = plots.suboptimality(fam_rows, sections, colors, fig_dir / f"{key}-suboptimality.png",
+                                f"{family}: suboptimality (convex model)")
+        figures.append(_figure(p, sweep_dir, f"{family} suboptimality",
+                               "Training loss minus the optimum of the convex model (scikit-learn "
+                               "LogisticRegression, no penalty), log scale; gaps at or below 0 are drawn at 1e-12."))
+        fam_tune = tune_runs[tune_runs["family"] == family]
+        p = plots.lr_sensitivity(fam_tune, fam_runs, sorted(fam_tune["section"].unique()), colors,
+                                 fig_dir / f"{key}-learning-rate.png", f"{family}: learning-rate sensitivity")
+        figures.append(_figure(p, sweep_dir, f"{family} learning-rate sensitivity",
+                               "Tuning phase: final validation loss against the learning rate (mean over tuning "
+                               "seeds, bar: their range). x: diverged; ring: the learning rate chosen."))
+        ratio = _imbalance(fam_runs)
+        info = ""
+        if ratio >= IMBALANCE_RATIO:
+            info = f"Imbalanced: the test split's largest class is {ratio:.1f}x its smallest."
+            p = plots.minority_recall(fam_runs, colors, fig_dir / f"{key}-minority-recall.png",
+                                      f"{family}: test minority recall by loss")
+            figures.append(_figure(p, sweep_dir, f"{family} minority recall",
+                                   "Test recall of the minority class (fewest training samples) per optimizer "
+                                   "and loss: bar = mean over seeds, dots = seeds."))
+            p = plots.confusion(fam_runs, _class_names(manifest, str(fam_runs["dataset"].iloc[0])),
+                                fig_dir / f"{key}-confusion.png", f"{family}: test confusion matrices (summed over seeds)")
+            figures.append(_figure(p, sweep_dir, f"{family} confusion matrices",
+                                   "Rows: true class, columns: predicted; colour = share of the true class, "
+                                   "numbers = counts summed over seeds."))
+        families.append({"name": family, "anchor": f"ds-{key}", "info": info, "tables": ftables,
+                         "figures": [f for f in figures if f]})
+
+    # --- runs that did not finish
+    bad = tables.problems_table(all_runs)
+    problems = None
+    if len(bad):
+        c, m = _write_table(bad, tab_dir, "problems")
+        problems = html.table(bad, "", c, m)
+
+    status_counts = all_runs["status"].value_counts()
+    name = manifest.get("sweep") or sweep_dir.name
+    rules = [tables.TARGET_RULE, profile.PROFILE_RULE, claims_mod.VERDICT_RULE,
+             "Tables: mean ± standard deviation over seeds of the final phase (the learning rate chosen on "
+             "the validation split), read at each run's last epoch; diverged runs are counted, not averaged; "
+             "'failed' counts errored and skipped runs. Minority class = the class with the fewest training samples.",
+             "Curves: mean over seeds with a band from the lowest to the highest seed; values of a diverged run "
+             "after it diverged are left out. Training seconds count only training steps, not evaluation.",
+             f"Imbalance figures appear for datasets whose test split has a largest/smallest class ratio of at "
+             f"least {IMBALANCE_RATIO:g}."]
+    context = {
+        "title": f"Convergence report: {name}",
+        "subtitle": (f"{len(final_runs)} final runs over {final_runs['family'].nunique()} dataset(s), "
+                     f"{final_runs['loss'].nunique()} loss(es) and {final_runs['optimizer'].nunique()} optimizer(s); "
+                     f"{len(tune_runs)} tuning runs. Built {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC."),
+        "counts": [(str(k), int(v)) for k, v in status_counts.items()],
+        "notes": notes, "claims": claim_ctx, "claims_table": {"csv": claims_csv, "md": claims_md},
+        "verdict_rule": claims_mod.VERDICT_RULE, "profile_rule": profile.PROFILE_RULE,
+        "ranking": ranking, "families": families, "problems": problems, "rules": rules,
+        "footer": html.reproducibility(manifest),
+        "rebuild": f"python -m harness report {shlex.quote(str(sweep_dir))}",
+    }
+    page = sweep_dir / "index.html"
+    tmp = sweep_dir / ".index.html.tmp"
+    tmp.write_text(html.render(context), encoding="utf-8")
+    tmp.replace(page)
+    return page

@@ -1,0 +1,169 @@
+"""Shape the long-format results into what the report reads: runs, settings, labels.
+
+The store holds one row per (cell, epoch). The report thinks in *runs* (one
+cell = one seed of one setting), *settings* (a run's config without its seed)
+grouped into *sections* (one dataset and loss: the rows of one table) and
+*methods* (the optimizer with its hyper-parameters: one row of a table, one
+curve of a plot, one solver of the performance profile).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+# what makes a problem: the rows of one table share these
+SECTION_COLUMNS = ("dataset", "dataset_params", "hidden", "activation", "dtype", "loss", "loss_params")
+# what makes a method inside a section (the learning rate is chosen per section)
+METHOD_COLUMNS = ("optimizer", "optimizer_params", "schedule", "decay", "step_every",
+                  "epochs", "tol", "lecture_stop", "patience", "time_budget")
+SETTING_COLUMNS = SECTION_COLUMNS + METHOD_COLUMNS + ("lr",)
+OK_STATUSES = ("done", "stopped")
+FAILED_STATUSES = ("error", "skipped")
+FINAL_FIELDS = ("train_loss", "val_loss", "test_loss", "train_accuracy", "test_accuracy",
+                "test_balanced_accuracy", "test_macro_f1", "test_minority_recall",
+                "val_minority_recall", "updates", "samples_seen", "train_seconds", "test_confusion")
+
+
+def _canonical(value) -> str | float | int | bool:
+    """A hashable, comparable form of a cell value (lists and arrays become JSON)."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return json.dumps([_plain(v) for v in value])
+    if isinstance(value, dict):
+        return json.dumps({str(k): _plain(v) for k, v in sorted(value.items())}, sort_keys=True)
+    return value
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def normalise(results: pd.DataFrame) -> pd.DataFrame:
+    """A copy with hashable setting columns and the defaults the report relies on.
+
+    Parquet returns list columns (``hidden``) as arrays, which pandas cannot
+    group by; params missing or empty become ``"{}"``.
+    """
+    df = results.copy()
+    for col in SETTING_COLUMNS + ("phase", "status", "reason", "cell_id"):
+        if col not in df.columns:
+            df[col] = np.nan if col in ("lr", "decay", "tol", "time_budget") else ""
+    for col in ("hidden", "optimizer_params", "loss_params", "dataset_params"):
+        df[col] = df[col].map(_canonical)
+    for col in ("optimizer_params", "loss_params", "dataset_params"):
+        df[col] = df[col].map(lambda v: "{}" if v is None or v == "" or (isinstance(v, float) and np.isnan(v)) else v)
+    for col in ("dataset", "loss", "optimizer", "phase", "status", "reason", "schedule", "activation", "dtype"):
+        df[col] = df[col].fillna("").astype(str)
+    if "reference_train_loss" not in df.columns:
+        df["reference_train_loss"] = np.nan
+    df["reference_train_loss"] = pd.to_numeric(df["reference_train_loss"], errors="coerce")
+    if "seed" not in df.columns:
+        df["seed"] = 0
+    if "epoch" not in df.columns:
+        df["epoch"] = 0
+    return df
+
+
+def final_phase(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the final phase, or every row when the sweep had no tuning phase."""
+    final = df[df["phase"] == "final"]
+    return final if len(final) else df
+
+
+def runs(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run (cell): its setting, seed, status and its last and first records.
+
+    ``initial_train_loss`` is the epoch-0 loss; the ``FINAL_FIELDS`` come from
+    the run's last recorded epoch; ``last_epoch`` is that epoch.
+    """
+    if df.empty:
+        return pd.DataFrame(columns=list(SETTING_COLUMNS) + ["cell_id", "seed", "phase", "status", "reason"])
+    ordered = df.sort_values(["cell_id", "epoch"], kind="stable")
+    last = ordered.groupby("cell_id", sort=False).tail(1).set_index("cell_id")
+    first = ordered.groupby("cell_id", sort=False).head(1).set_index("cell_id")
+    keep = [c for c in SETTING_COLUMNS + ("seed", "phase", "status", "reason", "reference_train_loss")
+            if c in last.columns]
+    out = last[keep].copy()
+    for field in FINAL_FIELDS:
+        out[field] = last[field] if field in last.columns else np.nan
+    out["last_epoch"] = last["epoch"]
+    out["initial_train_loss"] = first["train_loss"] if "train_loss" in first.columns else np.nan
+    return out.reset_index()
+
+
+def params_text(params_json: str) -> str:
+    """``{"batch_size": 32}`` -> ``batch_size=32`` (empty for no params)."""
+    try:
+        params = json.loads(params_json) if params_json else {}
+    except (TypeError, ValueError):
+        return str(params_json)
+    if not isinstance(params, dict):
+        return str(params)
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+
+
+def hidden_text(hidden) -> str:
+    try:
+        layers = json.loads(hidden) if isinstance(hidden, str) else list(hidden)
+    except (TypeError, ValueError):
+        return str(hidden)
+    return "none (convex)" if not layers else "-".join(str(h) for h in layers)
+
+
+def _varying(frame: pd.DataFrame, columns) -> list:
+    return [c for c in columns if c in frame.columns and frame[c].astype(str).nunique() > 1]
+
+
+def add_labels(run_frame: pd.DataFrame) -> pd.DataFrame:
+    """Add ``section`` (dataset and loss ...) and ``method`` (optimizer ...) labels.
+
+    Labels name plugin params always and engine settings only where they vary
+    across the sweep, so a default sweep reads ``digits / ce`` and ``sgd``.
+    """
+    out = run_frame.copy()
+    if out.empty:
+        out["section"] = []
+        out["method"] = []
+        out["family"] = []
+        return out
+    vary = set(_varying(out, ("hidden", "activation", "dtype", "schedule", "decay", "step_every",
+                               "epochs", "tol", "lecture_stop", "patience", "time_budget")))
+
+    def family(row) -> str:
+        text = str(row["dataset"])
+        extra = params_text(row["dataset_params"])
+        if extra:
+            text += f" [{extra}]"
+        if "hidden" in vary:
+            text += f" hidden={hidden_text(row['hidden'])}"
+        for col in ("activation", "dtype"):
+            if col in vary:
+                text += f" {col}={row[col]}"
+        return text
+
+    def section(row) -> str:
+        text = f"{row['family']} / {row['loss']}"
+        extra = params_text(row["loss_params"])
+        return text + (f" [{extra}]" if extra else "")
+
+    def method(row) -> str:
+        text = str(row["optimizer"])
+        extra = [params_text(row["optimizer_params"])] if params_text(row["optimizer_params"]) else []
+        extra += [f"{c}={row[c]}" for c in METHOD_COLUMNS[2:] if c in vary]
+        return text + (f" ({', '.join(extra)})" if extra else "")
+
+    out["family"] = out.apply(family, axis=1)
+    out["section"] = out.apply(section, axis=1)
+    out["method"] = out.apply(method, axis=1)
+    return out
+
+
+def labelled_rows(df: pd.DataFrame, run_frame: pd.DataFrame) -> pd.DataFrame:
+    """The per-epoch rows of ``df`` with the run labels of ``run_frame`` joined on."""
+    labels = run_frame.set_index("cell_id")[["family", "section", "method"]]
+    return df.join(labels, on="cell_id", how="inner")

@@ -1,0 +1,321 @@
+"""The report's figures (matplotlib, Agg backend, PNG).
+
+Curves show the mean over seeds with a shaded band from the lowest to the
+highest seed; non-finite values (a diverged run) are left out of both.
+Every function writes one PNG and returns its path, or None when there is
+nothing to draw.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+X_AXES = (("epoch", "epochs", False), ("samples_seen", "samples seen (gradient evaluations)", True),
+          ("train_seconds", "training seconds", True))
+DPI = 100
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 9, "axes.titlesize": 9, "axes.grid": True, "grid.alpha": 0.3,
+                         "legend.fontsize": 8, "figure.dpi": DPI})
+    return plt
+
+
+def method_colors(methods) -> dict:
+    """A fixed colour per method, the same in every figure of the report."""
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+               "#17becf", "#7f7f7f", "#bcbd22"]
+    return {m: palette[i % len(palette)] for i, m in enumerate(sorted(set(methods)))}
+
+
+def mean_band(rows: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """Per epoch: mean x, and mean/min/max of y over the runs with a finite y."""
+    data = rows[list(dict.fromkeys(["cell_id", "epoch", x, y]))].replace([np.inf, -np.inf], np.nan).dropna(subset=[y])
+    if data.empty:
+        return pd.DataFrame(columns=["x", "mean", "low", "high", "n"])
+    g = data.groupby("epoch")
+    out = pd.DataFrame({"x": g[x].mean(), "mean": g[y].mean(), "low": g[y].min(),
+                        "high": g[y].max(), "n": g[y].count()})
+    return out.reset_index(drop=True)
+
+
+def _loss_limits(frames) -> tuple[float, float] | None:
+    """Log-scale y-limits that keep diverging curves from flattening the rest."""
+    starts, values = [], []
+    for f in frames:
+        v = f["mean"].to_numpy()
+        v = v[np.isfinite(v) & (v > 0)]
+        if v.size:
+            starts.append(v[0])
+            values.append(v)
+    if not values:
+        return None
+    allv = np.concatenate(values)
+    top = min(allv.max(), 20 * max(starts)) * 1.3
+    bottom = max(allv.min() * 0.7, top * 1e-12)
+    return bottom, top
+
+
+def _legend(fig, colors: dict, extra=()) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, lw=2, label=m) for m, c in colors.items()] + list(extra)
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), frameon=False)
+
+
+def _log(axis) -> None:
+    """Log scale with plain labels at 1, 2, 5 x 10^k (readable, and cheap to lay out)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=8))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=8))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _figure(plt, nrows: int, ncols: int, width: float, height: float):
+    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows + 0.8), squeeze=False,
+                        layout="constrained")
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    _pyplot().close(fig)
+    return path
+
+
+def convergence(rows: pd.DataFrame, sections: list, colors: dict, metric: str, path: Path,
+                title: str, transform=None, ylabel: str | None = None) -> Path | None:
+    """Grid: one row per section (loss), one column per x-axis; optimizers overlaid.
+
+    ``metric`` is a column (``train_loss``, ``test_loss``); ``transform(frame)``
+    may replace it first (the suboptimality plot subtracts the optimum).
+    """
+    plt = _pyplot()
+    rows = rows[rows["status"] != "diverged"]   # counted in the tables; drawn they would only show the blow-up
+    sections = [s for s in sections if (rows["section"] == s).any()]
+    if not sections:
+        return None
+    fig, axes = _figure(plt, len(sections), len(X_AXES), 4.3, 2.9)
+    for i, section in enumerate(sections):
+        srows = rows[rows["section"] == section]
+        if transform is not None:
+            srows = transform(srows)
+        for j, (x, xlabel, logx) in enumerate(X_AXES):
+            ax = axes[i, j]
+            drawn = []
+            for method, mrows in srows.groupby("method", sort=True):
+                band = mean_band(mrows, x, metric)
+                if logx:
+                    band = band[band["x"] > 0]
+                if band.empty:
+                    continue
+                c = colors.get(method, "k")
+                ax.plot(band["x"], band["mean"], color=c, lw=1.6)
+                if (band["n"] > 1).any():
+                    ax.fill_between(band["x"], band["low"], band["high"], color=c, alpha=0.18, lw=0)
+                drawn.append(band)
+            limits = _loss_limits(drawn)
+            if limits:
+                ax.set_yscale("log")
+                _log(ax.yaxis)
+                ax.set_ylim(*limits)
+            if logx:
+                ax.set_xscale("log")
+                _log(ax.xaxis)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel or metric.replace("_", " "))
+            ax.set_title(section)
+    fig.suptitle(title, fontsize=11)
+    _legend(fig, {m: c for m, c in colors.items() if (rows["method"] == m).any()})
+    return _save(fig, path)
+
+
+def suboptimality(rows: pd.DataFrame, sections: list, colors: dict, path: Path, title: str) -> Path | None:
+    """Train loss minus the convex optimum (scikit-learn LogisticRegression), log scale."""
+    conv = rows[np.isfinite(rows["reference_train_loss"])]
+    if conv.empty:
+        return None
+
+    def gap(frame):
+        frame = frame.copy()
+        # a gap at or below zero means "at the optimum up to the reference's tolerance"
+        frame["suboptimality"] = np.maximum(frame["train_loss"] - frame["reference_train_loss"], 1e-12)
+        return frame
+
+    return convergence(conv, sections, colors, "suboptimality", path, title, transform=gap,
+                       ylabel="train loss − optimum")
+
+
+def lr_sensitivity(tune_runs: pd.DataFrame, chosen: pd.DataFrame, sections: list, colors: dict,
+                   path: Path, title: str) -> Path | None:
+    """Final validation loss against learning rate per optimizer (tune phase), one panel per section.
+
+    Crosses at the top mark learning rates where a run diverged; a ring marks
+    the learning rate the sweep chose.
+    """
+    plt = _pyplot()
+    sections = [s for s in sections if (tune_runs["section"] == s).any()]
+    if not sections:
+        return None
+    cols = min(3, len(sections))
+    nrows = int(np.ceil(len(sections) / cols))
+    fig, axes = _figure(plt, nrows, cols, 4.3, 3.0)
+    for ax in axes.flat[len(sections):]:
+        ax.set_visible(False)
+    for ax, section in zip(axes.flat, sections):
+        s = tune_runs[tune_runs["section"] == section]
+        finite = s["val_loss"][np.isfinite(s["val_loss"]) & (s["status"] != "diverged")]
+        top = float(finite.max()) * 1.5 if len(finite) else 10.0
+        for method, m in s.groupby("method", sort=True):
+            c = colors.get(method, "k")
+            ok = m[(m["status"] != "diverged") & np.isfinite(m["val_loss"])]
+            agg = ok.groupby("lr")["val_loss"].agg(["mean", "min", "max"]).sort_index()
+            if not agg.empty:
+                ax.plot(agg.index, agg["mean"], "o-", color=c, ms=3.5, lw=1.4)
+                ax.vlines(agg.index, agg["min"], agg["max"], color=c, lw=1)
+            bad = m[(m["status"] == "diverged") | ~np.isfinite(m["val_loss"])]
+            bad = bad[bad["status"].isin(("diverged", "done", "stopped"))]
+            if len(bad):
+                ax.plot(bad["lr"].unique(), np.full(bad["lr"].nunique(), top), "x", color=c, ms=7, mew=2)
+            pick = chosen[(chosen["section"] == section) & (chosen["method"] == method)]["lr"].dropna().unique()
+            for lr in pick:
+                if lr in agg.index:
+                    ax.plot([lr], [agg.loc[lr, "mean"]], "o", mfc="none", mec=c, ms=10, mew=1.5)
+        ax.set_xscale("log")
+        _log(ax.xaxis)
+        if len(finite) and (finite > 0).all():
+            ax.set_yscale("log")
+            _log(ax.yaxis)
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("final validation loss")
+        ax.set_title(section)
+    from matplotlib.lines import Line2D
+
+    extra = [Line2D([], [], ls="", marker="x", color="k", mew=2, label="diverged"),
+             Line2D([], [], ls="", marker="o", mfc="none", mec="k", ms=9, label="chosen")]
+    fig.suptitle(title, fontsize=11)
+    _legend(fig, {m: c for m, c in colors.items() if (tune_runs["method"] == m).any()}, extra)
+    return _save(fig, path)
+
+
+def minority_recall(final_runs: pd.DataFrame, colors: dict, path: Path, title: str) -> Path | None:
+    """Grouped bars: test minority recall per optimizer and loss (mean, with each seed as a dot)."""
+    plt = _pyplot()
+    ok = final_runs[final_runs["status"].isin(("done", "stopped"))]
+    if ok.empty:
+        return None
+    losses = sorted(ok["section"].unique())
+    methods = sorted(ok["method"].unique())
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(methods) * len(losses) + 2.5), 3.4), layout="constrained")
+    width = 0.8 / len(losses)
+    hatches = ["", "//", "..", "xx", "\\\\"]
+    for k, section in enumerate(losses):
+        for i, method in enumerate(methods):
+            v = ok[(ok["section"] == section) & (ok["method"] == method)]["test_minority_recall"].dropna()
+            if v.empty:
+                continue
+            xpos = i + (k - (len(losses) - 1) / 2) * width
+            ax.bar(xpos, v.mean(), width * 0.92, color=colors.get(method, "k"), alpha=0.35 + 0.5 * k / max(1, len(losses) - 1),
+                   hatch=hatches[k % len(hatches)], edgecolor="k", lw=0.5)
+            ax.plot(np.full(len(v), xpos), v, "k.", ms=3)
+    ax.set_xticks(range(len(methods)))
+    ax.set_xticklabels(methods, rotation=15)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("test minority recall")
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(facecolor="#bbbbbb", edgecolor="k", hatch=hatches[k % len(hatches)],
+                             label=s.split(" / ", 1)[-1]) for k, s in enumerate(losses)],
+              loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def confusion(final_runs: pd.DataFrame, class_names: list | None, path: Path, title: str) -> Path | None:
+    """Test confusion matrices summed over seeds: one row per loss, one column per optimizer.
+
+    Colour is the row-normalised share (recall per true class); the counts are written in.
+    """
+    plt = _pyplot()
+    ok = final_runs[final_runs["status"].isin(("done", "stopped")) & (final_runs["test_confusion"].astype(str) != "")]
+    if ok.empty:
+        return None
+    sections = sorted(ok["section"].unique())
+    methods = sorted(ok["method"].unique())
+    fig, axes = plt.subplots(len(sections), len(methods), figsize=(2.3 * len(methods) + 0.6, 2.3 * len(sections) + 0.6),
+                             squeeze=False, layout="constrained")
+    for i, section in enumerate(sections):
+        for j, method in enumerate(methods):
+            ax = axes[i, j]
+            ax.grid(False)
+            cells = ok[(ok["section"] == section) & (ok["method"] == method)]["test_confusion"]
+            mats = [np.asarray(json.loads(c), dtype=float) for c in cells if c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if not mats:
+                ax.set_visible(False)
+                continue
+            total = np.sum(mats, axis=0)
+            share = total / np.maximum(total.sum(axis=1, keepdims=True), 1)
+            ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+            k = total.shape[0]
+            if k <= 4:
+                names = class_names if class_names and len(class_names) == k else [str(n) for n in range(k)]
+                for r in range(k):
+                    for c in range(k):
+                        ax.text(c, r, f"{int(total[r, c])}", ha="center", va="center", fontsize=9,
+                                color="white" if share[r, c] > 0.6 else "black")
+                ax.set_xticks(range(k))
+                ax.set_yticks(range(k))
+                ax.set_xticklabels([n[:12] for n in names], fontsize=7)
+                ax.set_yticklabels([n[:12] for n in names], fontsize=7)
+            if i == 0:
+                ax.set_title(method, fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"{section.split(' / ', 1)[-1]}\ntrue class", fontsize=8)
+            if i == len(sections) - 1:
+                ax.set_xlabel("predicted", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def performance_profiles(profiles: dict, colors: dict, path: Path) -> Path | None:
+    """One panel per work measure: the share of sections within tau of the best, per optimizer."""
+    from harness.report.profile import profile_curve
+
+    plt = _pyplot()
+    profiles = {k: v for k, v in profiles.items() if not v.empty}
+    if not profiles:
+        return None
+    fig, axes = plt.subplots(1, len(profiles), figsize=(5.2 * len(profiles), 3.6), squeeze=False,
+                             layout="constrained")
+    for ax, (label, ratio) in zip(axes.flat, profiles.items()):
+        finite = ratio.to_numpy()[np.isfinite(ratio.to_numpy())]
+        tau_max = max(2.0, float(finite.max()) * 1.5 if finite.size else 2.0)
+        for k, method in enumerate(ratio.columns):
+            taus, rho = profile_curve(ratio[method].to_numpy(), tau_max)
+            # a small vertical offset per method keeps coinciding curves visible
+            offset = 0.008 * (k - (len(ratio.columns) - 1) / 2)
+            ax.step(taus, rho + offset, where="post", color=colors.get(method, "k"), lw=1.8, label=method)
+        ax.set_xscale("log", base=2)
+        from matplotlib.ticker import FuncFormatter
+
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_xlim(1, tau_max)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel(f"tau (ratio to the best {label})")
+        ax.set_ylabel("share of dataset/loss sections")
+        ax.set_title(f"Performance profile: {label} to target ({len(ratio)} sections)")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 5), frameon=False)
+    return _save(fig, path)

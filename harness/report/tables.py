@@ -1,0 +1,169 @@
+"""The report's tables: per dataset and loss, one row per optimizer.
+
+Numbers are kept twice: a numeric frame (written as CSV, one column per mean
+and std) and a formatted one (``mean ± std`` strings, for Markdown and HTML).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from harness.report.frames import FAILED_STATUSES, OK_STATUSES, params_text
+
+TARGET_FRACTION = 0.1
+TARGET_RULE = (
+    "Target loss of a dataset/loss section: L0 - 0.9 (L0 - L*), i.e. the training loss after "
+    "90% of the best reduction: L0 is the mean epoch-0 training loss of the section's runs and "
+    "L* the lowest mean (over seeds) final training loss of any optimizer in the section. "
+    "A run reaches the target at the first recorded epoch whose training loss is at or below it; "
+    "epochs, samples seen and training seconds are read at that epoch (epoch granularity) and "
+    "averaged over the seeds that reached it."
+)
+SUMMARY_METRICS = (
+    ("train_loss", "train loss"),
+    ("test_loss", "test loss"),
+    ("test_accuracy", "test accuracy"),
+    ("test_balanced_accuracy", "balanced accuracy"),
+    ("test_minority_recall", "minority recall"),
+)
+TO_TARGET = (("epoch", "epochs to target"), ("samples_seen", "samples to target"),
+             ("train_seconds", "seconds to target"))
+
+
+def section_targets(final_runs: pd.DataFrame) -> pd.DataFrame:
+    """Per section: L0, L* (and which method reached it) and the target loss."""
+    rows = []
+    for section, group in final_runs.groupby("section", sort=True):
+        ok = group[group["status"].isin(OK_STATUSES)]
+        initial = float(np.nanmean(group["initial_train_loss"])) if group["initial_train_loss"].notna().any() else np.nan
+        means = ok.groupby("method")["train_loss"].mean().dropna()
+        means = means[np.isfinite(means)]
+        if means.empty or not np.isfinite(initial):
+            rows.append({"section": section, "initial_loss": initial, "best_loss": np.nan,
+                         "best_method": "", "target_loss": np.nan})
+            continue
+        best = float(means.min())
+        rows.append({"section": section, "initial_loss": initial, "best_loss": best,
+                     "best_method": str(means.idxmin()),
+                     "target_loss": best + TARGET_FRACTION * (initial - best)})
+    return pd.DataFrame(rows, columns=["section", "initial_loss", "best_loss", "best_method", "target_loss"])
+
+
+def time_to_target(rows: pd.DataFrame, final_runs: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
+    """Per run: the epoch, samples seen and seconds at which it first reached its section's target."""
+    target_of = targets.set_index("section")["target_loss"]
+    section_of = final_runs.set_index("cell_id")["section"]
+    data = rows[["cell_id", "epoch", "samples_seen", "train_seconds", "train_loss"]].copy()
+    data["target"] = data["cell_id"].map(section_of).map(target_of)
+    hit = data[np.isfinite(data["train_loss"]) & (data["train_loss"] <= data["target"])]
+    first = hit.sort_values("epoch", kind="stable").groupby("cell_id").head(1).set_index("cell_id")
+    out = pd.DataFrame(index=final_runs["cell_id"])
+    for col, _ in TO_TARGET:
+        out[col] = first[col].reindex(out.index)
+    out["reached"] = out["epoch"].notna()
+    return out
+
+
+def _mean_std(values: pd.Series) -> tuple[float, float]:
+    values = pd.to_numeric(values, errors="coerce")
+    values = values[np.isfinite(values)]
+    if values.empty:
+        return np.nan, np.nan
+    return float(values.mean()), float(values.std(ddof=0)) if len(values) > 1 else 0.0
+
+
+def summary(final_runs: pd.DataFrame, rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The numeric summary (one row per section and method) and the section targets.
+
+    Means and standard deviations (population, over seeds) use runs that ended
+    ``done`` or ``stopped``; diverged runs are counted, not averaged; failed
+    counts ``error`` and ``skipped`` runs.
+    """
+    targets = section_targets(final_runs)
+    reach = time_to_target(rows, final_runs, targets)
+    target_of = targets.set_index("section")["target_loss"]
+    records = []
+    for (section, method), group in final_runs.groupby(["section", "method"], sort=True):
+        ok = group[group["status"].isin(OK_STATUSES)]
+        first = group.iloc[0]
+        lrs = sorted({float(v) for v in group["lr"] if pd.notna(v)})
+        rec = {
+            "section": section, "dataset": first["dataset"], "loss": first["loss"],
+            "method": method, "optimizer": first["optimizer"],
+            "optimizer_params": params_text(first["optimizer_params"]),
+            "lr": lrs[0] if len(lrs) == 1 else (np.nan if not lrs else ";".join(f"{v:g}" for v in lrs)),
+            "runs": len(group), "ok_runs": len(ok),
+        }
+        for col, _ in SUMMARY_METRICS:
+            rec[f"{col}_mean"], rec[f"{col}_std"] = _mean_std(ok[col])
+        rec["target_loss"] = target_of.get(section, np.nan)
+        hit = reach.loc[ok["cell_id"]]
+        hit = hit[hit["reached"]]
+        rec["reached"] = len(hit)
+        for col, _ in TO_TARGET:
+            rec[f"{col}_to_target_mean"], rec[f"{col}_to_target_std"] = _mean_std(hit[col])
+        rec["diverged"] = int((group["status"] == "diverged").sum())
+        rec["failed"] = int(group["status"].isin(FAILED_STATUSES).sum())
+        records.append(rec)
+    return pd.DataFrame(records), targets
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "–"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _pm(mean, std) -> str:
+    if mean is None or not np.isfinite(mean):
+        return "–"
+    return f"{_fmt(mean)} ± {_fmt(std, 2)}"
+
+
+def formatted(section_rows: pd.DataFrame) -> pd.DataFrame:
+    """The human table of one section (strings): what Markdown and HTML show."""
+    out = pd.DataFrame()
+    out["optimizer"] = section_rows["method"]
+    out["lr"] = [v if isinstance(v, str) else _fmt(v) for v in section_rows["lr"]]
+    out["seeds ok/run"] = [f"{o}/{r}" for o, r in zip(section_rows["ok_runs"], section_rows["runs"])]
+    for col, title in SUMMARY_METRICS:
+        out[title] = [_pm(m, s) for m, s in zip(section_rows[f"{col}_mean"], section_rows[f"{col}_std"])]
+    out["reached target"] = [f"{h}/{o}" for h, o in zip(section_rows["reached"], section_rows["ok_runs"])]
+    for col, title in TO_TARGET:
+        out[title] = [_pm(m, s) for m, s in zip(section_rows[f"{col}_to_target_mean"],
+                                                 section_rows[f"{col}_to_target_std"])]
+    out["diverged"] = section_rows["diverged"].astype(int).astype(str).values
+    out["failed"] = section_rows["failed"].astype(int).astype(str).values
+    return out.reset_index(drop=True)
+
+
+def problems_table(results_runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs that did not finish normally: diverged, error and skipped, with reasons."""
+    bad = results_runs[~results_runs["status"].isin(OK_STATUSES)]
+    cols = ["phase", "dataset", "loss", "optimizer", "optimizer_params", "lr", "seed", "status", "reason"]
+    out = bad.reindex(columns=cols).copy()
+    out["optimizer_params"] = out["optimizer_params"].map(lambda p: params_text(p) if isinstance(p, str) else "")
+    out["lr"] = out["lr"].map(_fmt)
+    out["seed"] = out["seed"].map(_fmt)
+    out["reason"] = out["reason"].fillna("").astype(str)
+    return out.sort_values(["status", "dataset", "loss", "optimizer"], kind="stable").reset_index(drop=True)
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    """A GitHub-style Markdown table (uses tabulate when installed, else a small formatter)."""
+    try:
+        import tabulate  # noqa: F401
+
+        return frame.to_markdown(index=False)
+    except ImportError:
+        pass
+    cells = [[str(c) for c in frame.columns]] + [[str(v).replace("|", "\\|") for v in row]
+                                                 for row in frame.itertuples(index=False)]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(frame.columns))]
+    line = lambda r: "| " + " | ".join(v.ljust(w) for v, w in zip(r, widths)) + " |"  # noqa: E731
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])

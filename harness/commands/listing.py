@@ -44,8 +44,21 @@ def _print_text(entries: list, kind: str) -> None:
             else:
                 print(f"    unavailable: {e['unavailable']}")
         for p in e["params"]:
-            extra = f" one of {p['choices']}" if "choices" in p else ""
-            print(f"    --set {p['name']}={p['default']!r} ({p['type']}{extra}) {p['help']}")
+            print(_param_line(p))
+    if kind == "datasets":
+        from harness.data import PREPROCESS_PARAMS
+
+        print("every dataset also takes (the engine's preprocessing):")
+        for p in PREPROCESS_PARAMS:
+            print(_param_line(p.to_dict()))
+    singular = {"optimizers": "optimizer", "losses": "loss", "datasets": "dataset"}[kind]
+    print(f"(set a parameter with `harness run --set {singular}.NAME=VALUE`, "
+          f"or sweep a grid with `harness sweep --set {singular}.PLUGIN.NAME=V1,V2`)")
+
+
+def _param_line(p: dict) -> str:
+    extra = f", one of {', '.join(map(str, p['choices']))}" if "choices" in p else ""
+    return f"    {p['name']} = {p['default']!r} ({p['type']}{extra}): {p['help']}"
 
 
 def execute(args) -> int:

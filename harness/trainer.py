@@ -1,0 +1,217 @@
+"""Run one configuration epoch by epoch and return its records (one row per epoch).
+
+``train(config)`` looks up the optimizer and loss plugins, refuses combinations
+their ``check`` rejects (``contracts.Refused``), loads the split (or takes the
+one given), builds the model and trains until a stopping rule fires
+(``harness.stopping``). Epoch 0 is the state before any update.
+
+Paired comparisons: the initial weights come from a generator seeded by
+``config.seed`` alone (``harness.model.init_weights``), batching draws from a
+second, independent stream derived from the same seed, and the split depends
+on the seed and dataset only; so with one seed every optimizer and loss starts
+from the same weights on the same data, and a rerun is bit-identical (except
+``train_seconds``).
+
+Timing: the clock runs only around the training steps (batching, gradient and
+update), never around the per-epoch evaluation of train/val/test metrics.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from contextlib import contextmanager
+from typing import Callable, Optional
+
+import numpy as np
+import pandas as pd
+
+from harness import metrics, schedules
+from harness.contracts import Refused, RunConfig, Split, resolve_params
+from harness.errors import UsageError
+from harness.model import ACTIVATIONS, DTYPES, MLP
+from harness.schema import RECORD_COLUMNS, SPLITS
+from harness.stopping import Outcome, Stopper
+
+INIT_STREAM, BATCH_STREAM = 0, 1
+
+
+@contextmanager
+def single_thread_blas():
+    """Limit BLAS to one thread (use around runs executed in parallel workers)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def batch_rng(seed: int) -> np.random.Generator:
+    """The batching stream of a run, independent of the weight-initialisation stream."""
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(BATCH_STREAM,)))
+
+
+def _validate(config: RunConfig) -> None:
+    """One-line UsageErrors for engine settings that cannot run."""
+    problems = []
+    if config.activation not in ACTIVATIONS:
+        problems.append(f"activation must be one of {', '.join(ACTIVATIONS)}, got {config.activation!r}")
+    if config.dtype not in DTYPES:
+        problems.append(f"dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}")
+    if any(int(h) < 1 for h in config.hidden):
+        problems.append(f"hidden layer widths must be positive integers, got {tuple(config.hidden)}")
+    for name in ("epochs", "patience", "step_every"):
+        if int(getattr(config, name)) < 0:
+            problems.append(f"{name} must be >= 0, got {getattr(config, name)!r}")
+    for name in ("tol", "time_budget"):
+        value = getattr(config, name)
+        if not (value >= 0 and math.isfinite(value)):
+            problems.append(f"{name} must be a finite number >= 0, got {value!r}")
+    try:
+        schedules.validate(config.schedule, config.lr, config.decay, config.step_every)
+    except ValueError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise UsageError(problems[0])
+
+
+def _resolve(spec, given, owner: str) -> dict:
+    try:
+        return resolve_params(spec.params, dict(given), owner)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _refuse_if_checked(specs, config: RunConfig) -> None:
+    for kind, spec in specs:
+        reason = spec.check(config) if spec is not None and spec.check is not None else None
+        if reason:
+            raise Refused(f"{kind} {spec.name!r}: {reason}")
+
+
+class _Evaluator:
+    """Loss and metrics of the current model on the train, val and test parts."""
+
+    def __init__(self, model: MLP, loss, parts: dict, n_classes: int, minority: int):
+        self.model, self.loss, self.parts = model, loss, parts
+        self.n_classes, self.minority = n_classes, minority
+
+    def __call__(self) -> dict:
+        row = {}
+        with np.errstate(all="ignore"):
+            for part in SPLITS:
+                X, y = self.parts[part]
+                if len(y) == 0:
+                    for key in ("loss", "accuracy", "balanced_accuracy", "macro_f1", "minority_recall"):
+                        row[f"{part}_{key}"] = float("nan")
+                    confusion = np.zeros((self.n_classes, self.n_classes), np.int64)
+                else:
+                    logits = self.model.forward(X, train=False)
+                    row[f"{part}_loss"] = float(np.mean(self.loss.per_sample(logits, y)))
+                    pred = np.argmax(self.loss.predict_proba(logits), axis=1)
+                    scores, confusion = metrics.evaluate(y, pred, self.n_classes, self.minority)
+                    row.update({f"{part}_{k}": v for k, v in scores.items()})
+                if part == "test":
+                    row["test_confusion"] = json.dumps(confusion.tolist())
+        return row
+
+
+def _updates_per_epoch(optimizer, n: int, rng: np.random.Generator) -> int:
+    """Count one epoch's batches on copies (for the 'step' schedule's default period)."""
+    return sum(1 for _ in copy.deepcopy(optimizer).batches(n, copy.deepcopy(rng)))
+
+
+def train(config: RunConfig, split: Optional[Split] = None, registry=None,
+          progress: Optional[Callable[[dict], None]] = None) -> pd.DataFrame:
+    """Train one configuration; one row per epoch with ``harness.schema.RECORD_COLUMNS``.
+
+    Raises ``contracts.Refused`` for a combination a plugin's check rejects and
+    ``errors.UsageError`` for unknown names or bad values. ``progress`` (if
+    given) is called with each epoch's row as soon as it is measured.
+    """
+    if registry is None:
+        from harness.registry import load_registry
+
+        registry = load_registry()
+    opt_spec = registry.get("optimizers", config.optimizer)
+    loss_spec = registry.get("losses", config.loss)
+    _refuse_if_checked([("optimizer", opt_spec), ("loss", loss_spec),
+                        ("dataset", registry.datasets.get(config.dataset))], config)
+    opt_params = _resolve(opt_spec, config.optimizer_params, f"optimizer {config.optimizer}")
+    loss_params = _resolve(loss_spec, config.loss_params, f"loss {config.loss}")
+    _validate(config)
+
+    if split is None:
+        from harness.data import load_split
+
+        split = load_split(config.dataset, seed=config.seed, registry=registry,
+                           **dict(config.dataset_params))
+    dtype = np.dtype(config.dtype)
+    parts = {part: (np.ascontiguousarray(getattr(split, f"X_{part}"), dtype=dtype),
+                    np.ascontiguousarray(getattr(split, f"y_{part}"), dtype=np.int64))
+             for part in SPLITS}
+    X, y = parts["train"]
+    n, n_classes = len(y), split.n_classes
+
+    loss = loss_spec.factory(split.y_train, n_classes, **loss_params)
+    optimizer = opt_spec.factory(**opt_params)
+    if optimizer.uses_batch_norm and not tuple(config.hidden):
+        raise Refused(f"optimizer {config.optimizer!r}: batch normalisation needs a hidden layer")
+    model = MLP(X.shape[1], loss.n_outputs, tuple(config.hidden), config.activation,
+                batch_norm=optimizer.uses_batch_norm, seed=config.seed, dtype=config.dtype)
+    rng = batch_rng(config.seed)
+    per_epoch = (_updates_per_epoch(optimizer, n, rng)
+                 if config.schedule == "step" and config.step_every == 0 else 1)
+    lr_at = schedules.from_config(config, per_epoch)
+    evaluate = _Evaluator(model, loss, parts, n_classes, metrics.minority_class(split.y_train, n_classes))
+    stopper = Stopper(config)
+
+    records = []
+    updates = samples_seen = 0
+    seconds = 0.0
+    lr = lr_at(0)
+
+    def record(epoch: int) -> Outcome | None:
+        row = {"epoch": epoch, "updates": updates, "samples_seen": samples_seen,
+               "train_seconds": seconds, "learning_rate": lr, **evaluate()}
+        records.append(row)
+        if progress is not None:
+            progress(dict(row))
+        return stopper.check(epoch, row["train_loss"], updates, seconds)
+
+    outcome = record(0)
+    params, grads = model.params, model.grads
+    one_sample_ok = not model.batch_norm
+    everything = np.arange(n)
+    epoch = 0
+    while outcome is None:
+        epoch += 1
+        bad_update = None
+        start = time.perf_counter()
+        with np.errstate(all="ignore"):
+            for idx in optimizer.batches(n, rng):
+                lr = lr_at(updates)
+                size = len(idx)
+                if size == 1 and one_sample_ok:
+                    i = int(idx[0])
+                    value = model.sample_grad(X[i], y[i:i + 1], loss)
+                elif size == n and np.array_equal(idx, everything):
+                    value = model.batch_grad(X, y, loss)
+                else:
+                    xb, yb = model.gather(X, y, idx)
+                    value = model.batch_grad(xb, yb, loss)
+                optimizer.step(params, grads, lr)
+                updates += 1
+                samples_seen += size
+                if not math.isfinite(value):
+                    bad_update = updates
+                    break
+        seconds += time.perf_counter() - start
+        outcome = record(epoch)
+        if bad_update is not None and (outcome is None or outcome.status != "diverged"):
+            outcome = Outcome("diverged", f"batch loss became non-finite at update {bad_update} (epoch {epoch})")
+
+    frame = pd.DataFrame.from_records(records)
+    frame["status"] = outcome.status
+    frame["reason"] = outcome.reason
+    return frame[list(RECORD_COLUMNS)]

@@ -208,7 +208,7 @@ def train(config: RunConfig, split: Optional[Split] = None, registry=None,
                     break
         seconds += time.perf_counter() - start
         outcome = record(epoch)
-        if bad_update is not None and (outcome is None or outcome.status != "diverged"):
+        if bad_update is not None:
             outcome = Outcome("diverged", f"batch loss became non-finite at update {bad_update} (epoch {epoch})")
 
     frame = pd.DataFrame.from_records(records)

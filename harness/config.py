@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from harness.contracts import Param
+from harness.model import ACTIVATIONS
+from harness.schedules import SCHEDULES
 from harness.errors import UsageError, unknown
 
 __all__ = ["SweepConfig", "RUN_PARAMS", "TUNE_METRICS", "load_config", "parse_set", "preset_path"]
@@ -30,8 +32,7 @@ __all__ = ["SweepConfig", "RUN_PARAMS", "TUNE_METRICS", "load_config", "parse_se
 # engine settings of contracts.RunConfig that a sweep may set or grid over (`run.<name>`)
 RUN_PARAMS = (
     Param("lr", 0.1, "initial learning rate (a grid here is tuned on the validation split)", low=1e-12),
-    Param("schedule", "constant", "learning-rate schedule (t counts updates)",
-          choices=("constant", "inverse", "inverse_sqrt", "step")),
+    Param("schedule", "constant", "learning-rate schedule (t counts updates)", choices=SCHEDULES),
     Param("decay", 0.0, "k of the inverse schedule, gamma of the step schedule", low=0.0),
     Param("step_every", 0, "updates between drops of the step schedule (0: one epoch)", low=0),
     Param("epochs", 30, "maximum number of epochs", low=1),
@@ -40,7 +41,7 @@ RUN_PARAMS = (
     Param("patience", 0, "stop after this many epochs without improvement (0: off)", low=0),
     Param("time_budget", 0.0, "stop after this many training seconds (0: off)", low=0.0),
     Param("hidden", (64,), "hidden layer widths; [] is the convex softmax/logistic model"),
-    Param("activation", "relu", "hidden activation", choices=("relu", "tanh", "sigmoid")),
+    Param("activation", "relu", "hidden activation", choices=ACTIVATIONS),
     Param("dtype", "float64", "floating-point precision", choices=("float64", "float32")),
 )
 RUN = {p.name: p for p in RUN_PARAMS}
@@ -305,7 +306,11 @@ def _seeds(key: str, value) -> tuple:
     seed = Param("seed", 0, low=0)
     if isinstance(value, (list, tuple)):
         return _grid(key, seed, value)
-    count = _parse_param(key, Param("seeds", 1, low=1), value)
+    try:
+        count = Param("seeds", 1, low=1).parse(value)
+    except ValueError:
+        raise UsageError(f"{key}: expected a count >= 1 (3 means seeds 0,1,2) or a list of seeds >= 0 "
+                         f"like 0,5,7, got {value!r}") from None
     return tuple(range(count))
 
 
@@ -357,16 +362,21 @@ def _validate(tree: dict, source: str, registry) -> SweepConfig:
     run = {}
     for key, value in _table("run", tree.get("run", {})).items():
         if key not in RUN:
-            raise UsageError(f"run: {unknown('setting', key, RUN)}")
+            raise UsageError(f"run.{key}: {unknown('setting', key, RUN)}")
         run[key] = _hidden_grid("run.hidden", value) if key == "hidden" else _grid(f"run.{key}", RUN[key], value)
     kw["run"] = run
+    _check_schedules(run)
 
     tune = _table("tune", tree.get("tune", {}))
     for key in tune:
         if key not in TUNE_KEYS:
-            raise UsageError(f"tune: {unknown('setting', key, TUNE_KEYS)}")
+            raise UsageError(f"tune.{key}: {unknown('setting', key, TUNE_KEYS)}")
     if "seeds" in tune:
-        kw["tune_seeds"] = _seeds("tune.seeds", tune["seeds"])
+        # always seeds, never a count: `tune.seeds = 0` tunes on seed 0
+        value = tune["seeds"]
+        if isinstance(value, str):
+            value = value.split(",")
+        kw["tune_seeds"] = _grid("tune.seeds", Param("seed", 0, low=0), value)
     if "metric" in tune:
         kw["tune_metric"] = _parse_param("tune.metric", Param("metric", "val_loss", choices=tuple(TUNE_METRICS)),
                                          _scalar("tune.metric", tune["metric"]))
@@ -403,6 +413,19 @@ def _validate(tree: dict, source: str, registry) -> SweepConfig:
             plugin_grids[kind][name] = grids
     kw["plugin_grids"] = plugin_grids
     return SweepConfig(**kw)
+
+
+def _check_schedules(run: dict) -> None:
+    """Every (schedule, decay, step_every) combination of the grid must be computable."""
+    from harness.schedules import validate
+
+    for schedule in run.get("schedule", (RUN["schedule"].default,)):
+        for decay in run.get("decay", (RUN["decay"].default,)):
+            for step_every in run.get("step_every", (RUN["step_every"].default,)):
+                try:
+                    validate(schedule, 1.0, decay, step_every)   # lr > 0 is checked on its own
+                except ValueError as exc:
+                    raise UsageError(f"run.schedule={schedule}: {exc}") from None
 
 
 def _find_param(key: str, spec, pname: str, generic: tuple) -> Param | None:

@@ -125,7 +125,7 @@ def read_cell(sweep_dir, cell_id: str) -> pd.DataFrame | None:
     path = results_dir(sweep_dir) / f"{cell_id}.parquet"
     if not path.exists():
         return None
-    return pd.read_parquet(path)
+    return _coerce(pd.read_parquet(path))
 
 
 def done_cells(sweep_dir) -> set:

@@ -22,6 +22,8 @@ import numpy as np
 from scipy.special import expit
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
+_dot, _add, _multiply, _subtract, _copyto = np.dot, np.add, np.multiply, np.subtract, np.copyto
+_maximum, _greater, _tanh = np.maximum, np.greater, np.tanh
 DTYPES = ("float64", "float32")
 
 
@@ -126,9 +128,7 @@ class MLP:
         self.running_var = [np.ones(h, self.dtype) for h in hidden] if self.batch_norm else []
         self._buffers: dict = {}
         self._one = _Buffers(1, self.sizes, False, self.dtype)
-        self._one_rows = ([a[0] for a in self._one.A], [d[0] for d in self._one.D],
-                          [m[0] for m in self._one.mask], [t[0] for t in self._one.tmp],
-                          [a[0][:, None] for a in self._one.A])
+        self._plan_one_sample()
 
     # ------------------------------------------------------------------ bookkeeping
     def _grad_index(self) -> list:
@@ -274,34 +274,66 @@ class MLP:
         Same mathematics as ``batch_grad`` on a batch of one, on 1-D vectors
         (the weight gradient is the outer product a_prev delta^T, done as a
         (n_in, 1) @ (1, n_out) BLAS product, faster than numpy's ``outer``).
-        Not for batch norm (a batch of one has no variance; optimizers refuse it).
+        A loss may offer ``loss_grad_one(z, label, grad)`` on 1-D rows, used
+        here when present. Not for batch norm (a batch of one has no variance;
+        optimizers refuse it).
         """
-        A, D, M, T, A_col = self._one_rows
-        one = self._one
-        g = self.grads
+        act = self.activation
         a = x
-        for l in range(len(self.hidden)):
-            h = A[l]
-            np.dot(a, self.W[l], out=h)
-            h += self.b[l]
-            _activate(self.activation, h)
+        for W, b, h in self._one_forward:
+            _dot(a, W, out=h)
+            _add(h, b, out=h)
+            if act == "relu":
+                _maximum(h, 0.0, out=h)
+            elif act == "tanh":
+                _tanh(h, out=h)
+            else:
+                expit(h, out=h)
             a = h
-        logits = one.logits
-        np.dot(a, self.W[-1], out=logits[0])
-        logits[0] += self.b[-1]
-        value = loss.loss_grad(logits, y, one.grad_logits)
-        delta_row = one.grad_logits
-        for l in range(len(self.hidden), -1, -1):
-            iW, ib, _, _ = self._index[l]
-            np.dot(x[:, None] if l == 0 else A_col[l - 1], delta_row, out=g[iW])
-            np.copyto(g[ib], delta_row[0])
-            if l == 0:
+        W, b, z, gz, z2, gz2 = self._one_output
+        _dot(a, W, out=z)
+        _add(z, b, out=z)
+        fast = getattr(loss, "loss_grad_one", None)
+        value = fast(z, int(y[0]), gz) if fast is not None else loss.loss_grad(z2, y, gz2)
+        delta, delta_row = gz, gz2
+        for gW, gb, a_col, a_prev, W_out, d, d_row, tmp, mask in self._one_backward:
+            _dot(x[:, None] if a_col is None else a_col, delta_row, out=gW)
+            _copyto(gb, delta)
+            if W_out is None:
                 break
-            d = D[l - 1]
-            np.dot(self.W[l], delta_row[0], out=d)
-            self._activation_backward(A[l - 1], d, T[l - 1], M[l - 1])
-            delta_row = one.D[l - 1]
+            _dot(W_out, delta, out=d)
+            if act == "relu":
+                _greater(a_prev, 0.0, out=mask)
+                _multiply(d, mask, out=d)
+            elif act == "tanh":
+                _multiply(a_prev, a_prev, out=tmp)
+                _subtract(1.0, tmp, out=tmp)
+                _multiply(d, tmp, out=d)
+            else:
+                _subtract(1.0, a_prev, out=tmp)
+                _multiply(tmp, a_prev, out=tmp)
+                _multiply(d, tmp, out=d)
+            delta, delta_row = d, d_row
         return value
+
+    def _plan_one_sample(self) -> None:
+        """Pre-bind the arrays of the one-sample path (saves lookups on every update)."""
+        one = self._one
+        L = len(self.hidden)
+        self._one_forward = [(self.W[l], self.b[l], one.A[l][0]) for l in range(L)]
+        self._one_output = (self.W[-1], self.b[-1], one.logits[0], one.grad_logits[0],
+                            one.logits, one.grad_logits)
+        backward = []
+        for l in range(L, -1, -1):
+            iW, ib, _, _ = self._index[l]
+            if l == 0:
+                backward.append((self.grads[iW], self.grads[ib], None, None, None, None, None, None, None))
+            else:
+                k = l - 1
+                a_prev = one.A[k][0]
+                backward.append((self.grads[iW], self.grads[ib], a_prev[:, None], a_prev, self.W[l],
+                                 one.D[k][0], one.D[k], one.tmp[k][0], one.mask[k][0]))
+        self._one_backward = backward
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:

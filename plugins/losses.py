@@ -14,7 +14,6 @@ import harness
 from harness.contracts import LossSpec, Param
 from harness.lossmath import class_weights, log_softmax, sigmoid, softmax, softplus
 
-_max, _sum = np.maximum.reduce, np.add.reduce
 _subtract, _exp, _multiply = np.subtract, np.exp, np.multiply
 
 
@@ -33,7 +32,7 @@ class SoftmaxCrossEntropy:
     def loss_grad(self, logits, y, grad_out) -> float:
         n = logits.shape[0]
         if n == 1:
-            return self._one_sample(logits[0], int(y.item(0)), grad_out[0])
+            return self.loss_grad_one(logits[0], int(y[0]), grad_out[0])
         rows = np.arange(n)
         np.subtract(logits, logits.max(axis=1, keepdims=True), out=grad_out)
         true_shifted = grad_out[rows, y]
@@ -50,12 +49,16 @@ class SoftmaxCrossEntropy:
             grad_out *= (w / n)[:, None]
         return float(per_sample.mean())
 
-    def _one_sample(self, z, yi, g) -> float:
-        """The per-sample hot path on 1-D rows: bound ufuncs, Python scalars, no temporaries."""
-        m = _max(z)
+    def loss_grad_one(self, z, yi: int, g) -> float:
+        """One sample on 1-D rows (the per-sample hot path; optional fast path of the Loss API).
+
+        Small-vector trick: max and sum through a Python list beat numpy's
+        reductions (about 1 us of call overhead each) at this size.
+        """
+        m = max(z.tolist())
         _subtract(z, m, out=g)
         _exp(g, out=g)
-        s = _sum(g)
+        s = sum(g.tolist())
         loss = math.log(s) - (z.item(yi) - m)
         _multiply(g, 1.0 / s, out=g)
         g[yi] -= 1.0

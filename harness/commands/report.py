@@ -1,10 +1,69 @@
-"""`python -m harness report` (being built)."""
+"""``python -m harness report DIR``: rebuild a sweep's report from its stored results (no training)."""
+from __future__ import annotations
+
+import argparse
+import traceback
+from pathlib import Path
+
 from harness.errors import HarnessError
+
+DESCRIPTION = """\
+Rebuild DIR/index.html with its figures (DIR/figures/*.png) and tables
+(DIR/tables/*.csv and *.md) from the results a sweep stored in
+DIR/results/*.parquet and DIR/manifest.json. Nothing is trained; run it after
+changing the report code or to refresh a report of an interrupted sweep.
+docs/reports.md explains every part of the page and the rules behind it."""
+
+EPILOG = """\
+examples:
+  python -m harness report reports/default
+  python -m harness report default          (a sweep name under ./reports works too)"""
 
 
 def configure(parser):
-    pass
+    parser.description = DESCRIPTION
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("dir", metavar="DIR", help="the sweep folder (reports/<name>) holding results/ and manifest.json")
+    parser.add_argument("--all-cells", action="store_true",
+                        help="include result files of older plans left in the folder (default: only the cells "
+                        "the manifest lists)")
 
 
-def execute(args):
-    raise HarnessError("the 'report' command is not available yet")
+def _sweep_dir(text: str) -> Path:
+    path = Path(text)
+    if not path.is_dir() and not path.is_absolute() and (Path("reports") / text).is_dir():
+        path = Path("reports") / text
+    if not path.exists():
+        raise HarnessError(f"no such sweep folder: {text}")
+    if not path.is_dir():
+        raise HarnessError(f"not a folder: {text} (give the sweep folder, e.g. reports/default)")
+    return path
+
+
+def execute(args) -> int:
+    sweep_dir = _sweep_dir(args.dir)
+    from harness.store import read_results
+
+    try:
+        results = read_results(sweep_dir, all_cells=bool(getattr(args, "all_cells", False)))
+    except Exception as exc:  # a corrupt or foreign file: one line, not a traceback
+        raise HarnessError(f"cannot read the results in {sweep_dir}: {_last_line(exc)}") from None
+    if results is None or len(results) == 0:
+        raise HarnessError(f"no stored results in {sweep_dir} (expected {sweep_dir / 'results'}/*.parquet "
+                           "written by `python -m harness sweep`)")
+    from harness.report import build_report
+
+    try:
+        page = build_report(sweep_dir, results=results)
+    except HarnessError:
+        raise
+    except Exception as exc:
+        raise HarnessError(f"building the report failed: {_last_line(exc)}") from None
+    print(f"report: {page}")
+    return 0
+
+
+def _last_line(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
+    return text[-1] if text else type(exc).__name__

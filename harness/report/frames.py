@@ -119,11 +119,38 @@ def _varying(frame: pd.DataFrame, columns) -> list:
     return [c for c in columns if c in frame.columns and frame[c].astype(str).nunique() > 1]
 
 
-def add_labels(run_frame: pd.DataFrame) -> pd.DataFrame:
-    """Add ``section`` (dataset and loss ...) and ``method`` (optimizer ...) labels.
+def _varying_keys(frame: pd.DataFrame, name_col: str, params_col: str) -> dict:
+    """Per plugin name, the params whose values differ between its runs (those name a variant)."""
+    out = {}
+    for name, group in frame.groupby(name_col):
+        parsed = []
+        for text in group[params_col].unique():
+            try:
+                value = json.loads(text) if text else {}
+            except (TypeError, ValueError):
+                value = {}
+            parsed.append(value if isinstance(value, dict) else {})
+        keys = set().union(*parsed) if parsed else set()
+        out[name] = sorted(k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in parsed}) > 1)
+    return out
 
-    Labels name plugin params always and engine settings only where they vary
-    across the sweep, so a default sweep reads ``digits / ce`` and ``sgd``.
+
+def _label_params(params_json: str, keys) -> str:
+    if not keys:
+        return ""
+    try:
+        params = json.loads(params_json) if params_json else {}
+    except (TypeError, ValueError):
+        return ""
+    return ", ".join(f"{k}={params.get(k)}" for k in keys if k in params)
+
+
+def add_labels(run_frame: pd.DataFrame) -> pd.DataFrame:
+    """Add ``family`` (dataset ...), ``section`` (dataset and loss ...) and ``method`` (optimizer ...) labels.
+
+    Labels name a plugin's params and the engine settings only where they vary
+    across the sweep, so a default sweep reads ``digits / ce`` and ``sgd``
+    while a batch-size sweep reads ``minibatch (batch_size=16)``.
     """
     out = run_frame.copy()
     if out.empty:
@@ -133,10 +160,12 @@ def add_labels(run_frame: pd.DataFrame) -> pd.DataFrame:
         return out
     vary = set(_varying(out, ("hidden", "activation", "dtype", "schedule", "decay", "step_every",
                                "epochs", "tol", "lecture_stop", "patience", "time_budget")))
+    keys = {col: _varying_keys(out, name, col) for name, col in
+            (("dataset", "dataset_params"), ("loss", "loss_params"), ("optimizer", "optimizer_params"))}
 
     def family(row) -> str:
         text = str(row["dataset"])
-        extra = params_text(row["dataset_params"])
+        extra = _label_params(row["dataset_params"], keys["dataset_params"].get(row["dataset"]))
         if extra:
             text += f" [{extra}]"
         if "hidden" in vary:
@@ -148,13 +177,13 @@ def add_labels(run_frame: pd.DataFrame) -> pd.DataFrame:
 
     def section(row) -> str:
         text = f"{row['family']} / {row['loss']}"
-        extra = params_text(row["loss_params"])
+        extra = _label_params(row["loss_params"], keys["loss_params"].get(row["loss"]))
         return text + (f" [{extra}]" if extra else "")
 
     def method(row) -> str:
         text = str(row["optimizer"])
-        extra = [params_text(row["optimizer_params"])] if params_text(row["optimizer_params"]) else []
-        extra += [f"{c}={row[c]}" for c in METHOD_COLUMNS[2:] if c in vary]
+        own = _label_params(row["optimizer_params"], keys["optimizer_params"].get(row["optimizer"]))
+        extra = ([own] if own else []) + [f"{c}={row[c]}" for c in METHOD_COLUMNS[2:] if c in vary]
         return text + (f" ({', '.join(extra)})" if extra else "")
 
     out["family"] = out.apply(family, axis=1)

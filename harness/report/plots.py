@@ -25,7 +25,8 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     plt.rcParams.update({"font.size": 9, "axes.titlesize": 9, "axes.grid": True, "grid.alpha": 0.3,
-                         "legend.fontsize": 8, "figure.dpi": DPI})
+                         "legend.fontsize": 8, "figure.dpi": DPI,
+                         "text.parse_math": False})  # plugin names may contain "$"
     return plt
 
 
@@ -51,10 +52,12 @@ def _loss_limits(frames) -> tuple[float, float] | None:
     """Log-scale y-limits that keep diverging curves from flattening the rest."""
     starts, values = [], []
     for f in frames:
-        v = f["mean"].to_numpy()
+        m = f["mean"].to_numpy()
+        m = m[np.isfinite(m) & (m > 0)]
+        v = np.concatenate([m, f["low"].to_numpy(), f["high"].to_numpy()])
         v = v[np.isfinite(v) & (v > 0)]
-        if v.size:
-            starts.append(v[0])
+        if m.size:
+            starts.append(m[0])
             values.append(v)
     if not values:
         return None
@@ -72,10 +75,12 @@ def _legend(fig, colors: dict, extra=()) -> None:
 
 
 def _log(axis) -> None:
-    """Log scale with plain labels at 1, 2, 5 x 10^k (readable, and cheap to lay out)."""
+    """Log scale with plain labels at 1, 2, 5 x 10^k, or only 10^k over wide ranges (readable, cheap)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=8))
+    lo, hi = sorted(axis.get_view_interval())
+    wide = lo > 0 and np.log10(hi / lo) > 2.2
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0), numticks=8))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=8))
     axis.set_minor_formatter(NullFormatter())
@@ -127,10 +132,11 @@ def convergence(rows: pd.DataFrame, sections: list, colors: dict, metric: str, p
             limits = _loss_limits(drawn)
             if limits:
                 ax.set_yscale("log")
-                _log(ax.yaxis)
                 ax.set_ylim(*limits)
+                _log(ax.yaxis)
             if logx:
                 ax.set_xscale("log")
+                ax.autoscale_view()
                 _log(ax.xaxis)
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel or metric.replace("_", " "))
@@ -192,9 +198,11 @@ def lr_sensitivity(tune_runs: pd.DataFrame, chosen: pd.DataFrame, sections: list
                 if lr in agg.index:
                     ax.plot([lr], [agg.loc[lr, "mean"]], "o", mfc="none", mec=c, ms=10, mew=1.5)
         ax.set_xscale("log")
-        _log(ax.xaxis)
         if len(finite) and (finite > 0).all():
             ax.set_yscale("log")
+        ax.autoscale_view()
+        _log(ax.xaxis)
+        if len(finite) and (finite > 0).all():
             _log(ax.yaxis)
         ax.set_xlabel("learning rate")
         ax.set_ylabel("final validation loss")

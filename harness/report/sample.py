@@ -43,8 +43,8 @@ def _confusion(recall: float, n_minority: int = 10, n_majority: int = 90, minori
 
 def run_records(optimizer: str, loss: str, seed: int, epochs: int, lr: float, behaviour: dict,
                 recall: dict, status: str = "done", reason: str = "", diverge_at: int | None = None,
-                initial: float = 0.7) -> pd.DataFrame:
-    """The per-epoch RECORD_COLUMNS of one synthetic run."""
+                initial: float = 0.7) -> list:
+    """The per-epoch records (dicts with the RECORD_COLUMNS) of one synthetic run."""
     b = behaviour[optimizer]
     jitter = (1.0 + 0.04 * (seed - 1)) / (1.0 + 0.5 * math.log10(lr / 0.1) ** 2)
     rows = []
@@ -68,7 +68,7 @@ def run_records(optimizer: str, loss: str, seed: int, epochs: int, lr: float, be
         })
         if diverge_at is not None and epoch >= diverge_at:
             break
-    return pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
+    return rows
 
 
 def synthetic_results(datasets=("digits", "face-vs-background"), losses=("ce", "wce"),
@@ -81,7 +81,7 @@ def synthetic_results(datasets=("digits", "face-vs-background"), losses=("ce", "
     """
     behaviour = {**BEHAVIOUR, **(behaviour or {})}
     recall = {**RECALL, **(recall or {})}
-    frames = []
+    records = []
 
     def add(phase, dataset, loss, optimizer, seed, lr, **kw):
         cell = {"sweep": "synthetic", "phase": phase, "dataset": dataset, "loss": loss, "optimizer": optimizer,
@@ -95,14 +95,12 @@ def synthetic_results(datasets=("digits", "face-vs-background"), losses=("ce", "
         status = kw.pop("status", "done")
         if status in ("error", "skipped"):
             rec = run_records(optimizer, loss, seed, 0, lr, behaviour, recall, status, kw.pop("reason"))
-            for col in rec.columns:
+            for col in rec[0]:
                 if col not in ("epoch", "updates", "samples_seen", "train_seconds", "learning_rate", "status", "reason"):
-                    rec[col] = math.nan if col != "test_confusion" else ""
+                    rec[0][col] = math.nan if col != "test_confusion" else ""
         else:
             rec = run_records(optimizer, loss, seed, epochs, lr, behaviour, recall, status, **kw)
-        for col in CELL_COLUMNS:
-            rec[col] = cell[col]
-        frames.append(rec)
+        records.extend({**r, **cell} for r in rec)
 
     for dataset in datasets:
         for loss in losses:
@@ -122,8 +120,7 @@ def synthetic_results(datasets=("digits", "face-vs-background"), losses=("ce", "
             reason="RuntimeError: synthetic failure")
         add("final", datasets[0], losses[0], optimizers[0], 97, 0.1, status="skipped",
             reason="batch norm needs more than one sample per update")
-    out = pd.concat(frames, ignore_index=True)
-    return out.loc[:, list(CELL_COLUMNS + RECORD_COLUMNS)]
+    return pd.DataFrame(records, columns=list(CELL_COLUMNS + RECORD_COLUMNS))
 
 
 def demo(sweep_dir) -> str:

@@ -129,6 +129,7 @@ def formatted(section_rows: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame()
     out["optimizer"] = section_rows["method"]
     out["lr"] = [v if isinstance(v, str) else _fmt(v) for v in section_rows["lr"]]
+    out["params"] = section_rows["optimizer_params"].fillna("").astype(str).values
     out["seeds ok/run"] = [f"{o}/{r}" for o, r in zip(section_rows["ok_runs"], section_rows["runs"])]
     for col, title in SUMMARY_METRICS:
         out[title] = [_pm(m, s) for m, s in zip(section_rows[f"{col}_mean"], section_rows[f"{col}_std"])]

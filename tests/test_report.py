@@ -1,0 +1,329 @@
+"""The convergence report: it builds, its numbers match the stored results, names are escaped,
+and the lecture-claim verdicts follow their stated rules."""
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.cli import main
+from harness.report import build_report
+from harness.report import claims as claims_mod
+from harness.report import profile
+from harness.report.frames import add_labels, normalise, runs
+from harness.report.sample import synthetic_results
+from harness.report.tables import TARGET_FRACTION
+
+
+class _Links(HTMLParser):
+    """Collect img src and a href of a page."""
+
+    def __init__(self):
+        super().__init__()
+        self.images, self.links, self.scripts = [], [], 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs.get("src"))
+        if tag == "a":
+            self.links.append(attrs.get("href"))
+        if tag == "script":
+            self.scripts += 1
+
+
+def _parse(page: Path) -> _Links:
+    parser = _Links()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return synthetic_results()
+
+
+@pytest.fixture(scope="module")
+def built(synthetic, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report")
+    manifest = {"sweep": "synthetic", "command": "python -m harness sweep --seeds 3", "seeds": [0, 1, 2],
+                "environment": {"python": "3.11.7", "packages": {"numpy": np.__version__}}}
+    page = build_report(folder, results=synthetic, manifest=manifest)
+    return folder, page
+
+
+def _final_runs(results: pd.DataFrame) -> pd.DataFrame:
+    """An independent reading of the stored rows: the last epoch of every final-phase cell."""
+    final = results[results["phase"] == "final"].sort_values(["cell_id", "epoch"])
+    return final.groupby("cell_id").tail(1)
+
+
+# --------------------------------------------------------------------------- the page
+def test_report_builds_with_every_referenced_file(built):
+    folder, page = built
+    assert page == folder / "index.html" and page.exists()
+    parsed = _parse(page)
+    assert len(parsed.images) >= 8          # 2 datasets x (train, test, lr, recall, confusion) + profile
+    for src in parsed.images:
+        assert not re.match(r"^[a-z]+:", src), f"external image {src}"
+        assert (folder / src).is_file(), f"missing image {src}"
+    local = [h for h in parsed.links if h and not h.startswith("#")]
+    assert local, "the page links its CSV/Markdown tables"
+    for href in local:
+        assert not re.match(r"^[a-z]+:", href), f"external link {href}"
+        assert (folder / href).is_file(), f"missing file {href}"
+    anchors = {h[1:] for h in parsed.links if h and h.startswith("#")}
+    text = page.read_text(encoding="utf-8")
+    for anchor in anchors:
+        assert f'id="{anchor}"' in text, f"dangling anchor #{anchor}"
+
+
+def test_page_is_self_contained(built):
+    _, page = built
+    text = page.read_text(encoding="utf-8")
+    assert _parse(page).scripts == 0
+    assert not re.search(r"""(src|href)=["']https?://""", text)
+    assert "<link" not in text                      # no external stylesheet
+
+
+def test_page_shows_claims_footer_and_failures(built):
+    _, page = built
+    text = page.read_text(encoding="utf-8")
+    for title in ("SGD lowers the loss faster than BGD early", "BGD reaches a lower loss after many epochs",
+                  "Shuffled SGD converges better than cyclic point GD", "Mini-batch GD lies between SGD and BGD",
+                  "WCE raises the minority recall on face-vs-background over CE",
+                  "Batch normalisation speeds up mini-batch GD"):
+        assert title in text
+    assert "python -m harness sweep --seeds 3" in text      # reproducibility footer from the manifest
+    assert "RuntimeError: synthetic failure" in text          # errored cell listed with its reason
+    assert "batch norm needs more than one sample per update" in text   # skipped cell with its reason
+
+
+# --------------------------------------------------------------------------- the numbers
+def test_summary_table_matches_stored_numbers(built, synthetic):
+    folder, _ = built
+    table = pd.read_csv(folder / "tables" / "summary.csv")
+    last = _final_runs(synthetic)
+    ok = last[last["status"].isin(["done", "stopped"])]
+    checked = 0
+    for (dataset, loss, optimizer), group in ok.groupby(["dataset", "loss", "optimizer"]):
+        row = table[(table["dataset"] == dataset) & (table["loss"] == loss) & (table["optimizer"] == optimizer)]
+        assert len(row) == 1
+        row = row.iloc[0]
+        for metric in ("train_loss", "test_loss", "test_accuracy", "test_balanced_accuracy", "test_minority_recall"):
+            assert row[f"{metric}_mean"] == pytest.approx(group[metric].mean(), rel=1e-12)
+            assert row[f"{metric}_std"] == pytest.approx(group[metric].std(ddof=0), rel=1e-9, abs=1e-15)
+        assert row["lr"] == pytest.approx(0.1)
+        assert row["ok_runs"] == len(group)
+        checked += 1
+    assert checked == 2 * 2 * 5
+    # digits / ce / bgd carries one diverged, one errored and one skipped run (see sample.synthetic_results)
+    bad = table[(table["dataset"] == "digits") & (table["loss"] == "ce") & (table["optimizer"] == "bgd")].iloc[0]
+    assert (bad["runs"], bad["ok_runs"], bad["diverged"], bad["failed"]) == (6, 3, 1, 2)
+
+
+def test_target_and_time_to_target_follow_the_stated_rule(built, synthetic):
+    folder, _ = built
+    table = pd.read_csv(folder / "tables" / "summary.csv")
+    final = synthetic[synthetic["phase"] == "final"]
+    part = final[(final["dataset"] == "face-vs-background") & (final["loss"] == "wce")]
+    runs_ = part.sort_values("epoch").groupby("cell_id")
+    initial = runs_.head(1)["train_loss"].mean()
+    last = runs_.tail(1)
+    best = last.groupby("optimizer")["train_loss"].mean().min()
+    target = best + TARGET_FRACTION * (initial - best)
+    rows = table[table["section"] == "face-vs-background / wce"]
+    assert rows["target_loss"].to_numpy() == pytest.approx(np.full(len(rows), target), rel=1e-12)
+    for optimizer, group in part.groupby("optimizer"):
+        hits = [g.sort_values("epoch").loc[g["train_loss"] <= target, ["epoch", "train_seconds"]].head(1)
+                for _, g in group.groupby("cell_id")]
+        hits = [h for h in hits if len(h)]
+        row = rows[rows["optimizer"] == optimizer].iloc[0]
+        assert row["reached"] == len(hits)
+        if hits:
+            assert row["epoch_to_target_mean"] == pytest.approx(np.mean([h["epoch"].iloc[0] for h in hits]))
+            assert row["train_seconds_to_target_mean"] == pytest.approx(
+                np.mean([h["train_seconds"].iloc[0] for h in hits]))
+        else:
+            assert np.isnan(row["epoch_to_target_mean"])
+
+
+def test_markdown_table_matches_csv(built):
+    folder, _ = built
+    table = pd.read_csv(folder / "tables" / "summary.csv")
+    md = (folder / "tables" / "summary.md").read_text()
+    row = table[(table["section"] == "digits / wce") & (table["optimizer"] == "sgd")].iloc[0]
+    assert f"{row['train_loss_mean']:.4g} ± {row['train_loss_std']:.2g}" in md
+
+
+# --------------------------------------------------------------------------- escaping
+def test_names_from_plugins_are_escaped(tmp_path):
+    hostile = "<script>alert(1)</script>"
+    results = synthetic_results(datasets=("<img src=x onerror=alert(2)>",), losses=("ce",),
+                                optimizers=("sgd", "bgd"), seeds=(0, 1), epochs=3, extras=False)
+    results.loc[results["optimizer"] == "sgd", "optimizer"] = hostile
+    results["reason"] = "<b>bold</b> & co"
+    page = build_report(tmp_path, results=results, manifest={"sweep": "<i>name</i>", "command": "<svg onload=x>"})
+    text = page.read_text(encoding="utf-8")
+    assert "<script" not in text.lower()
+    assert "<img src=x" not in text and "<svg" not in text and "<i>name" not in text and "<b>bold" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "&lt;img src=x onerror=alert(2)&gt;" in text
+    for src in _parse(page).images:
+        assert re.fullmatch(r"figures/[a-z0-9-]+\.png", src), src
+        assert (tmp_path / src).is_file()
+
+
+# --------------------------------------------------------------------------- claims
+def _claim(results: pd.DataFrame, key: str) -> claims_mod.Claim:
+    df = normalise(results)
+    all_runs = add_labels(runs(df))
+    final = all_runs[all_runs["phase"] == "final"]
+    rows = df[df["cell_id"].isin(set(final["cell_id"]))]
+    return {c.key: c for c in claims_mod.evaluate(final, rows)}[key]
+
+
+def test_decide_thresholds():
+    assert claims_mod.decide(8, 10)[0] == claims_mod.HOLDS
+    assert claims_mod.decide(7, 10)[0] == claims_mod.INCONCLUSIVE
+    assert claims_mod.decide(2, 10)[0] == claims_mod.FAILS
+    assert claims_mod.decide(3, 10)[0] == claims_mod.INCONCLUSIVE
+    assert claims_mod.decide(2, 2)[0] == claims_mod.INCONCLUSIVE   # too few pairs
+
+
+def test_sgd_early_claim_holds_fails_and_is_inconclusive():
+    small = dict(datasets=("digits",), losses=("ce", "wce"), seeds=(0, 1, 2), epochs=4, extras=False)
+    holds = _claim(synthetic_results(**small), "sgd-early")
+    assert holds.verdict == claims_mod.HOLDS and "6 of 6" in holds.summary
+    fast_bgd = {"bgd": {"rate": 3.0, "floor": 0.01, "seconds": 0.001, "updates": 1}}
+    fails = _claim(synthetic_results(behaviour=fast_bgd, **small), "sgd-early")
+    assert fails.verdict == claims_mod.FAILS and "0 of 6" in fails.summary
+    # mixed: make bgd better after epoch 1 on half of the paired seeds
+    mixed = synthetic_results(**{**small, "seeds": (0, 1, 2, 3)})
+    pick = (mixed["optimizer"] == "bgd") & (mixed["epoch"] == 1) & (mixed["seed"].isin([0, 1])) & \
+        (mixed["phase"] == "final")
+    mixed.loc[pick, "train_loss"] = 1e-3
+    verdict = _claim(mixed, "sgd-early")
+    assert verdict.verdict == claims_mod.INCONCLUSIVE and "4 of 8" in verdict.summary
+    # missing: no bgd at all
+    missing = _claim(synthetic_results(optimizers=("sgd", "minibatch"), **small), "sgd-early")
+    assert missing.verdict == claims_mod.INCONCLUSIVE and "no paired" in missing.summary
+
+
+def test_bgd_late_claim_counts_divergence_as_a_loss():
+    small = dict(datasets=("digits",), losses=("ce",), seeds=(0, 1, 2), epochs=4, extras=False)
+    assert _claim(synthetic_results(**small), "bgd-late").verdict == claims_mod.FAILS   # sgd lower at the end
+    results = synthetic_results(**small)
+    sgd = (results["optimizer"] == "sgd") & (results["phase"] == "final")
+    results.loc[sgd, "status"] = "diverged"
+    results.loc[sgd & (results["epoch"] == 4), "train_loss"] = np.inf
+    assert _claim(results, "bgd-late").verdict == claims_mod.HOLDS
+
+
+def test_minibatch_between_claim():
+    small = dict(datasets=("digits",), losses=("ce",), seeds=(0, 1, 2), epochs=4, extras=False)
+    assert _claim(synthetic_results(**small), "minibatch-between").verdict == claims_mod.HOLDS
+    slow_mb = {"minibatch": {"rate": 0.01, "floor": 0.5, "seconds": 0.001, "updates": 4}}
+    assert _claim(synthetic_results(behaviour=slow_mb, **small), "minibatch-between").verdict == claims_mod.FAILS
+
+
+def test_wce_claim_uses_minority_recall_on_face_sets_only():
+    small = dict(datasets=("face-vs-background", "digits"), losses=("ce", "wce"), seeds=(0, 1), epochs=3,
+                 extras=False)
+    holds = _claim(synthetic_results(**small), "wce-recall")
+    assert holds.verdict == claims_mod.HOLDS and "10 of 10" in holds.summary   # 5 optimizers x 2 seeds, faces only
+    fails = _claim(synthetic_results(recall={"ce": 0.9, "wce": 0.4}, **small), "wce-recall")
+    assert fails.verdict == claims_mod.FAILS
+    ties = _claim(synthetic_results(recall={"ce": 0.7, "wce": 0.7}, **small), "wce-recall")
+    assert ties.verdict == claims_mod.INCONCLUSIVE and "tied" in ties.summary
+    none = _claim(synthetic_results(**{**small, "datasets": ("digits",)}), "wce-recall")
+    assert none.verdict == claims_mod.INCONCLUSIVE
+
+
+def test_batch_norm_claim_pairs_equal_batch_sizes():
+    small = dict(datasets=("digits",), losses=("ce", "wce"), seeds=(0, 1), epochs=4, extras=False)
+    assert _claim(synthetic_results(**small), "batch-norm").verdict == claims_mod.HOLDS
+    slow_bn = {"minibatch-bn": {"rate": 0.2, "floor": 0.3, "seconds": 0.001, "updates": 4}}
+    assert _claim(synthetic_results(behaviour=slow_bn, **small), "batch-norm").verdict == claims_mod.FAILS
+    other = synthetic_results(**small)
+    other.loc[other["optimizer"] == "minibatch-bn", "optimizer_params"] = json.dumps({"batch_size": 64})
+    assert _claim(other, "batch-norm").verdict == claims_mod.INCONCLUSIVE      # no pair at equal batch size
+
+
+# --------------------------------------------------------------------------- profile
+def test_performance_profile_ratios_and_ranking():
+    work = pd.DataFrame({"a": [1.0, 4.0, np.inf], "b": [2.0, 2.0, 3.0], "c": [np.inf, np.inf, np.inf]},
+                        index=["p1", "p2", "p3"])
+    ratio = profile.ratios(work)
+    expected = pd.DataFrame({"a": [1.0, 2.0, np.inf], "b": [2.0, 1.0, 1.0], "c": [np.inf] * 3},
+                            index=["p1", "p2", "p3"])
+    pd.testing.assert_frame_equal(ratio, expected)
+    rank = profile.ranking(ratio, tau_max=4.0).set_index("method")
+    assert rank.loc["b", "rank"] == 1 and rank.loc["c", "rank"] == 3
+    assert rank.loc["b", "fastest"] == pytest.approx(2 / 3)
+    assert rank.loc["a", "reached"] == pytest.approx(2 / 3)
+    assert rank.loc["c", "score"] == 0.0
+    # score = mean over log2(tau) in [0, 2] of rho(tau): b is 2/3 on [0,1) and 1 on [1,2]
+    assert rank.loc["b", "score"] == pytest.approx((2 / 3 + 1) / 2, abs=0.01)
+    # a section no optimizer finished is dropped, not divided by infinity
+    assert len(profile.ratios(pd.DataFrame({"a": [np.inf]}, index=["p"]))) == 0
+
+
+# --------------------------------------------------------------------------- CLI on stored results
+def _store(folder: Path, results: pd.DataFrame) -> None:
+    from harness.store import _coerce
+
+    out = folder / "results"
+    out.mkdir(parents=True)
+    for cid, cell in results.groupby("cell_id"):
+        _coerce(cell.copy()).to_parquet(out / f"{cid}.parquet", index=False)
+
+
+def test_report_command_rebuilds_from_stored_results(tmp_path, capsys):
+    results = synthetic_results(datasets=("digits",), losses=("ce",), seeds=(0, 1), epochs=3)
+    _store(tmp_path, results)
+    (tmp_path / "manifest.json").write_text(json.dumps({"sweep": "stored", "command": "python -m harness sweep"}))
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "index.html" in out and (tmp_path / "index.html").exists()
+    assert "python -m harness sweep" in (tmp_path / "index.html").read_text()
+
+
+def test_report_command_one_line_errors(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "missing")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "no such sweep folder" in err
+    assert main(["report", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "no stored results" in err
+
+
+# --------------------------------------------------------------------------- real trainer runs
+def test_report_from_real_tiny_trainer_runs(tmp_path):
+    trainer = pytest.importorskip("harness.trainer")
+    from harness.contracts import RunConfig
+    from harness.store import cell_frame, write_cell
+
+    for optimizer in ("bgd", "sgd", "minibatch"):
+        for seed in (0, 1, 2):
+            config = RunConfig.make("digits", "ce", optimizer, seed=seed, lr=0.05, epochs=2, hidden=(8,),
+                                    dataset_params={"max_samples": 150})
+            records = trainer.train(config)
+            cid = f"{optimizer}-{seed}"
+            write_cell(tmp_path, cell_frame(records, config, sweep="tiny", cell_id=cid, phase="final"))
+    page = build_report(tmp_path)
+    table = pd.read_csv(tmp_path / "tables" / "summary.csv")
+    assert set(table["optimizer"]) == {"bgd", "sgd", "minibatch"}
+    from harness.store import read_results
+
+    stored = _final_runs(read_results(tmp_path))
+    sgd = stored[stored["optimizer"] == "sgd"]["train_loss"]
+    assert table.set_index("optimizer").loc["sgd", "train_loss_mean"] == pytest.approx(sgd.mean())
+    for src in _parse(page).images:
+        assert (tmp_path / src).is_file()
+    assert "SGD lowers the loss faster than BGD early" in page.read_text()

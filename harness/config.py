@@ -27,12 +27,14 @@ from harness.model import ACTIVATIONS
 from harness.schedules import SCHEDULES
 from harness.errors import UsageError, unknown
 
-__all__ = ["SweepConfig", "RUN_PARAMS", "TUNE_METRICS", "load_config", "parse_set", "preset_path"]
+__all__ = ["SweepConfig", "RUN_PARAMS", "TUNE_METRICS", "load_config", "parse_set", "preset_path",
+           "split_schedule", "schedule_combinations"]
 
 # engine settings of contracts.RunConfig that a sweep may set or grid over (`run.<name>`)
 RUN_PARAMS = (
     Param("lr", 0.1, "initial learning rate (a grid here is tuned on the validation split)", low=1e-12),
-    Param("schedule", "constant", "learning-rate schedule (t counts updates)", choices=SCHEDULES),
+    Param("schedule", "constant", "learning-rate schedule (t counts updates); NAME or NAME:DECAY or "
+          "NAME:DECAY:STEP_EVERY, e.g. inverse:0.001, step:0.5:1000"),
     Param("decay", 0.0, "k of the inverse schedule, gamma of the step schedule", low=0.0),
     Param("step_every", 0, "updates between drops of the step schedule (0: one epoch)", low=0),
     Param("epochs", 30, "maximum number of epochs", low=1),
@@ -363,7 +365,12 @@ def _validate(tree: dict, source: str, registry) -> SweepConfig:
     for key, value in _table("run", tree.get("run", {})).items():
         if key not in RUN:
             raise UsageError(f"run.{key}: {unknown('setting', key, RUN)}")
-        run[key] = _hidden_grid("run.hidden", value) if key == "hidden" else _grid(f"run.{key}", RUN[key], value)
+        if key == "hidden":
+            run[key] = _hidden_grid("run.hidden", value)
+        elif key == "schedule":
+            run[key] = _dedupe(_parse_schedule("run.schedule", v) for v in _as_list("run.schedule", value))
+        else:
+            run[key] = _grid(f"run.{key}", RUN[key], value)
     kw["run"] = run
     _check_schedules(run)
 
@@ -415,17 +422,56 @@ def _validate(tree: dict, source: str, registry) -> SweepConfig:
     return SweepConfig(**kw)
 
 
+def split_schedule(value: str) -> tuple:
+    """``"step:0.5:1000"`` -> ``("step", 0.5, 1000)``; missing parts are None."""
+    parts = str(value).split(":")
+    name = parts[0].strip()
+    decay = float(parts[1]) if len(parts) > 1 else None
+    step_every = int(parts[2]) if len(parts) > 2 else None
+    return name, decay, step_every
+
+
+def _parse_schedule(key: str, value) -> str:
+    """Validate one schedule spelling; return it normalised (``inverse:0.001``)."""
+    text = str(value).strip()
+    parts = text.split(":")
+    if parts[0] not in SCHEDULES:
+        raise UsageError(f"{key}: {unknown('schedule', parts[0], SCHEDULES)}")
+    if len(parts) > 3:
+        raise UsageError(f"{key}: expected NAME[:DECAY[:STEP_EVERY]], got {text!r}")
+    out = [parts[0]]
+    if len(parts) > 1:
+        out.append(repr(_parse_param(key, RUN["decay"], parts[1])))
+    if len(parts) > 2:
+        out.append(str(_parse_param(key, RUN["step_every"], parts[2])))
+    return ":".join(out)
+
+
+def schedule_combinations(run: dict) -> list:
+    """Every (schedule, decay, step_every) the grid produces (inline values win)."""
+    combos = []
+    for schedule in run.get("schedule", (RUN["schedule"].default,)):
+        name, inline_decay, inline_every = split_schedule(schedule)
+        decays = (inline_decay,) if inline_decay is not None else run.get("decay", (RUN["decay"].default,))
+        everys = (inline_every,) if inline_every is not None else run.get("step_every",
+                                                                           (RUN["step_every"].default,))
+        combos.extend((schedule, name, d, e) for d in decays for e in everys)
+    return combos
+
+
 def _check_schedules(run: dict) -> None:
-    """Every (schedule, decay, step_every) combination of the grid must be computable."""
+    """A single schedule setting must be computable; in a grid, bad combinations are skipped."""
     from harness.schedules import validate
 
-    for schedule in run.get("schedule", (RUN["schedule"].default,)):
-        for decay in run.get("decay", (RUN["decay"].default,)):
-            for step_every in run.get("step_every", (RUN["step_every"].default,)):
-                try:
-                    validate(schedule, 1.0, decay, step_every)   # lr > 0 is checked on its own
-                except ValueError as exc:
-                    raise UsageError(f"run.schedule={schedule}: {exc}") from None
+    combos = schedule_combinations(run)
+    problems = []
+    for spelled, name, decay, step_every in combos:
+        try:
+            validate(name, 1.0, decay, step_every)   # lr > 0 is checked on its own
+        except ValueError as exc:
+            problems.append(f"run.schedule={spelled} with decay={decay:g}: {exc}")
+    if problems and (len(combos) == 1 or len(problems) == len(combos)):
+        raise UsageError(problems[0])
 
 
 def _find_param(key: str, spec, pname: str, generic: tuple) -> Param | None:

@@ -24,6 +24,7 @@ stored, so rerunning resumes.
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 __all__ = ["run_tasks", "pinned", "progress_bar"]
@@ -66,6 +67,8 @@ def _run_loky(fn: Callable, tasks: list, jobs: int) -> Iterator[tuple]:
         return
     from joblib import Parallel, delayed
 
+    # on Ctrl-C joblib warns about cancelled tasks; the sweep reports the interruption itself
+    warnings.filterwarnings("ignore", message=r".*tasks have been successfully executed", category=UserWarning)
     parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered",
                         batch_size=1, pre_dispatch="2*n_jobs")
     yield from parallel(delayed(_tagged)(fn, i, task) for i, task in enumerate(tasks))
@@ -91,7 +94,7 @@ def _run_dask(fn: Callable, tasks: list, scheduler: str, key) -> Iterator[tuple]
             name = f"harness-cell-{key(task) if key else i}"
             future = client.submit(pinned, fn, task, key=name, pure=False, retries=1)
             futures[future] = task
-        for future in as_completed(futures):
+        for future in as_completed(futures, loop=client.loop):
             yield futures[future], future.result()
             future.release()
     finally:

@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping, Sequence
 
-from harness.config import RUN_PARAMS, TUNE_METRICS, SweepConfig
+from harness.config import RUN_PARAMS, TUNE_METRICS, SweepConfig, schedule_combinations
 from harness.contracts import RunConfig, resolve_params
 from harness.errors import UsageError
 
@@ -34,6 +34,7 @@ __all__ = ["Cell", "Group", "Plan", "cell_id", "build_plan", "select_lr", "final
 PHASES = ("tune", "final")
 # RunConfig fields a sweep grids over (besides lr, which is tuned, and seed)
 GRID_FIELDS = tuple(p.name for p in RUN_PARAMS if p.name != "lr")
+SCHEDULE_FIELDS = ("schedule", "decay", "step_every")
 
 
 def cell_id(config: RunConfig, phase: str) -> str:
@@ -136,8 +137,36 @@ def _resolve(kind: str, spec, given: dict, generic: Sequence = ()) -> dict:
     return resolved
 
 
+class _Schedule(tuple):
+    """One point of the schedule axis: (name, decay, step_every)."""
+
+    def __new__(cls, name, decay, step_every):
+        return super().__new__(cls, (name, decay, step_every))
+
+    def fields(self) -> dict:
+        return {"schedule": self[0], "decay": self[1], "step_every": self[2]}
+
+    def __str__(self) -> str:
+        name, decay, every = self
+        return name + (f":{decay:g}" if decay or every else "") + (f":{every}" if every else "")
+
+
+def _engine_check(config: RunConfig) -> str | None:
+    """Why the engine cannot run this schedule combination, or None."""
+    from harness.schedules import validate
+
+    try:
+        validate(config.schedule, 1.0, config.decay, config.step_every)
+    except ValueError as exc:
+        return f"schedule {config.schedule} with decay={config.decay:g}: {exc}"
+    return None
+
+
 def _check(specs: Iterable, config: RunConfig) -> str | None:
-    """The first refusal among the specs' ``check(config)``, or None."""
+    """The first refusal of the engine or of the specs' ``check(config)``, or None."""
+    reason = _engine_check(config)
+    if reason:
+        return reason
     for spec in specs:
         if spec.check is None:
             continue
@@ -159,7 +188,10 @@ def _preprocess_params() -> tuple:
 def build_plan(config: SweepConfig, registry) -> Plan:
     """Expand the config into groups and the cells known before tuning."""
     generic = _preprocess_params()
-    run_grids = {name: config.run_grid(name) for name in GRID_FIELDS}
+    run_grids = {name: config.run_grid(name) for name in GRID_FIELDS if name not in SCHEDULE_FIELDS}
+    # schedule, decay and step_every form one axis: "inverse:0.001" fixes its own decay
+    run_grids["schedule"] = tuple(_Schedule(name, float(d), int(e))
+                                  for _, name, d, e in schedule_combinations(config.run))
     groups, tune, final = [], [], []
     for ds_name, loss_name, opt_name in itertools.product(config.datasets, config.losses, config.optimizers):
         ds = registry.datasets[ds_name]
@@ -177,7 +209,7 @@ def build_plan(config: SweepConfig, registry) -> Plan:
             varying |= {f"{kind}.{k}" for k, g in _own_grids(config, kind, spec, generic_).items() if len(g) > 1}
         for run_point, opt_point, loss_point, ds_point in points:
             point = tuple((key, value) for key, value in sorted(
-                [(f"run.{k}", list(v) if isinstance(v, tuple) else v) for k, v in run_point.items()]
+                [(f"run.{k}", _show(v)) for k, v in run_point.items()]
                 + [(f"optimizer.{k}", v) for k, v in opt_point.items()]
                 + [(f"loss.{k}", v) for k, v in loss_point.items()]
                 + [(f"dataset.{k}", v) for k, v in ds_point.items()]) if key in varying)
@@ -186,7 +218,8 @@ def build_plan(config: SweepConfig, registry) -> Plan:
                 optimizer_params=_resolve("optimizer", opt, opt_point),
                 loss_params=_resolve("loss", loss, loss_point),
                 dataset_params=_resolve("dataset", ds, ds_point, generic),
-                **{k: v for k, v in run_point.items()},
+                **{k: v for k, v in run_point.items() if k != "schedule"},
+                **run_point["schedule"].fields(),
             )
             lr_grid = config.lr_grid(opt_name)
             base = replace(base, lr=float(lr_grid[0]), seed=int(config.seeds[0]))
@@ -201,8 +234,10 @@ def build_plan(config: SweepConfig, registry) -> Plan:
             group = Group(base, tuple(float(x) for x in lr_grid), group_skip, point)
             groups.append(group)
             if not group.tuned:
-                final.extend(Cell(c, "final", _check(specs, c))
-                             for c in (group.at(lr_grid[0], s) for s in config.seeds))
+                cells = [Cell(c, "final", _check(specs, c)) for c in (group.at(lr_grid[0], s) for s in config.seeds)]
+                final.extend(cells)
+                if all(c.skip for c in cells):
+                    groups[-1] = replace(group, skip=cells[0].skip)
             elif group_skip:
                 final.extend(Cell(group.at(math.nan, s), "final", group_skip) for s in config.seeds)
     return Plan(config, groups, tune, final)
@@ -296,5 +331,7 @@ def format_plan(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def _show(value) -> str:
-    return str(list(value)) if isinstance(value, tuple) else str(value)
+def _show(value):
+    if isinstance(value, _Schedule):
+        return str(value)
+    return list(value) if isinstance(value, tuple) else value

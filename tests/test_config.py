@@ -98,7 +98,9 @@ def test_cli_learning_rate_replaces_per_optimizer_grids(registry):
     ({"sets": ["optimizer.minibach.batch_size=8"]}, "unknown optimizer 'minibach'"),
     ({"sets": ["loss.wce.normalisation=weird"]}, "loss.wce.normalisation: 'weird' is not one of"),
     ({"sets": ["dataset.digits.imbalance=2"]}, "dataset.digits.imbalance"),
-    ({"sets": ["run.schedule=cosine"]}, "run.schedule: 'cosine' is not one of"),
+    ({"sets": ["run.schedule=cosine"]}, "run.schedule: unknown schedule 'cosine'"),
+    ({"sets": ["run.schedule=step"]}, "needs decay (gamma) in (0, 1]"),
+    ({"sets": ["run.schedule=inverse:-1"]}, "run.schedule: -1.0 is below the minimum 0.0"),
     ({"sets": ["run.hidden=64xq"]}, "run.hidden"),
     ({"sets": ["run.lrr=0.1"]}, "unknown setting 'lrr' (did you mean 'lr'?)"),
     ({"sets": ["tune.metric=test_loss"]}, "tune.metric"),
@@ -124,6 +126,19 @@ def test_bad_toml_file_is_a_usage_error(registry, tmp_path):
         load_config(write(tmp_path, "[optimiser.sgd]\n", "typo.toml"), registry=registry)
     with pytest.raises(UsageError, match="run.hidden: mix"):
         load_config(write(tmp_path, "[run]\nhidden = [[64], 32]\n", "mix.toml"), registry=registry)
+
+
+def test_schedule_axis_with_inline_decay_and_skipped_combinations(registry):
+    from harness.plan import build_plan
+
+    cfg = load_config(sets=["run.lr=0.1", "run.schedule=constant,inverse:0.01,step:0.5:100,step"],
+                      overrides={"datasets": "iris", "losses": "ce", "optimizers": "sgd", "seeds": "1"},
+                      registry=registry)
+    plan = build_plan(cfg, registry)
+    got = {(c.config.schedule, c.config.decay, c.config.step_every): c.skip for c in plan.final}
+    assert set(got) == {("constant", 0.0, 0), ("inverse", 0.01, 0), ("step", 0.5, 100), ("step", 0.0, 0)}
+    assert got[("step", 0.0, 0)] and "decay" in got[("step", 0.0, 0)]   # grid combination skipped, not fatal
+    assert sum(v is None for v in got.values()) == 3
 
 
 def test_parse_set():

@@ -74,6 +74,7 @@ class _Buffers:
         self.grad_logits = np.empty((n, sizes[-1]), dtype)
         self.X = np.empty((n, sizes[0]), dtype)                     # gathered mini-batch
         self.y = np.empty(n, np.int64)
+        self.ones = np.ones(n, dtype)                               # sums over the batch via BLAS
 
 
 class MLP:
@@ -207,8 +208,8 @@ class MLP:
         for l in range(L, -1, -1):
             iW, ib, _, _ = self._index[l]
             a_prev = X if l == 0 else buf.A[l - 1]
-            np.matmul(a_prev.T, delta, out=g[iW])
-            np.sum(delta, axis=0, out=g[ib])
+            _dot(a_prev.T, delta, out=g[iW])       # np.dot beats matmul on transposed views
+            _dot(buf.ones, delta, out=g[ib])        # column sums as a BLAS gemv
             if l == 0:
                 break
             k = l - 1
@@ -243,8 +244,8 @@ class MLP:
         xhat, tmp = buf.xhat[k], buf.tmp[k]
         n = d.shape[0]
         np.multiply(d, xhat, out=tmp)
-        np.sum(tmp, axis=0, out=g_gamma)
-        np.sum(d, axis=0, out=g_beta)
+        _dot(buf.ones, tmp, out=g_gamma)
+        _dot(buf.ones, d, out=g_beta)
         # with dxhat = gamma*d: sum(dxhat) = gamma*g_beta, sum(dxhat*xhat) = gamma*g_gamma
         d *= self.gamma[k]
         np.multiply(xhat, g_gamma * self.gamma[k] / n, out=tmp)

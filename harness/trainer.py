@@ -121,6 +121,40 @@ def _updates_per_epoch(optimizer, n: int, rng: np.random.Generator) -> int:
     return sum(1 for _ in copy.deepcopy(optimizer).batches(n, copy.deepcopy(rng)))
 
 
+def train_epoch(model: MLP, optimizer, loss, X: np.ndarray, y: np.ndarray, rng: np.random.Generator,
+                lr_at: Callable[[int], float], updates: int = 0):
+    """One epoch of updates (the timed part of a run; the benchmark times this too).
+
+    ``updates`` is the number of updates made before this epoch (the schedule's
+    t). Returns (updates done, samples seen, last learning rate, the update
+    number at which the batch loss became non-finite or None); the epoch is cut
+    short at such an update.
+    """
+    n = len(y)
+    params, grads = model.params, model.grads
+    one_sample_ok = not model.batch_norm
+    done = seen = 0
+    lr = lr_at(updates)
+    with np.errstate(all="ignore"):
+        for idx in optimizer.batches(n, rng):
+            lr = lr_at(updates + done)
+            size = len(idx)
+            if size == 1 and one_sample_ok:
+                i = int(idx[0])
+                value = model.sample_grad(X[i], y[i:i + 1], loss)
+            elif size == n and idx[0] == 0 and idx[-1] == n - 1 and np.all(idx[1:] > idx[:-1]):
+                value = model.batch_grad(X, y, loss)  # all rows in order: no copy
+            else:
+                xb, yb = model.gather(X, y, idx)
+                value = model.batch_grad(xb, yb, loss)
+            optimizer.step(params, grads, lr)
+            done += 1
+            seen += size
+            if not math.isfinite(value):
+                return done, seen, lr, updates + done
+    return done, seen, lr, None
+
+
 def train(config: RunConfig, split: Optional[Split] = None, registry=None,
           progress: Optional[Callable[[dict], None]] = None) -> pd.DataFrame:
     """Train one configuration; one row per epoch with ``harness.schema.RECORD_COLUMNS``.
@@ -180,33 +214,14 @@ def train(config: RunConfig, split: Optional[Split] = None, registry=None,
         return stopper.check(epoch, row["train_loss"], updates, seconds)
 
     outcome = record(0)
-    params, grads = model.params, model.grads
-    one_sample_ok = not model.batch_norm
-    everything = np.arange(n)
     epoch = 0
     while outcome is None:
         epoch += 1
-        bad_update = None
         start = time.perf_counter()
-        with np.errstate(all="ignore"):
-            for idx in optimizer.batches(n, rng):
-                lr = lr_at(updates)
-                size = len(idx)
-                if size == 1 and one_sample_ok:
-                    i = int(idx[0])
-                    value = model.sample_grad(X[i], y[i:i + 1], loss)
-                elif size == n and np.array_equal(idx, everything):
-                    value = model.batch_grad(X, y, loss)
-                else:
-                    xb, yb = model.gather(X, y, idx)
-                    value = model.batch_grad(xb, yb, loss)
-                optimizer.step(params, grads, lr)
-                updates += 1
-                samples_seen += size
-                if not math.isfinite(value):
-                    bad_update = updates
-                    break
+        done, seen, lr, bad_update = train_epoch(model, optimizer, loss, X, y, rng, lr_at, updates)
         seconds += time.perf_counter() - start
+        updates += done
+        samples_seen += seen
         outcome = record(epoch)
         if bad_update is not None:
             outcome = Outcome("diverged", f"batch loss became non-finite at update {bad_update} (epoch {epoch})")

@@ -14,7 +14,25 @@ import harness
 from harness.contracts import LossSpec, Param
 from harness.lossmath import class_weights, log_softmax, sigmoid, softmax, softplus
 
-_subtract, _exp, _multiply = np.subtract, np.exp, np.multiply
+_subtract, _exp, _multiply, _dot = np.subtract, np.exp, np.multiply, np.dot
+_max_rows, _sum = np.maximum.reduce, np.add.reduce
+_ROWS: dict = {}
+_ONES: dict = {}
+
+
+def _true_index(y, n: int, k: int) -> np.ndarray:
+    """Flat indices ``i * k + y[i]`` of an (n, k) array (row offsets cached per shape)."""
+    offsets = _ROWS.get((n, k))
+    if offsets is None:
+        offsets = _ROWS[(n, k)] = np.arange(n, dtype=np.int64) * k
+    return offsets + y
+
+
+def _ones(k: int, dtype) -> np.ndarray:
+    ones = _ONES.get((k, dtype))
+    if ones is None:
+        ones = _ONES[(k, dtype)] = np.ones(k, dtype)
+    return ones
 
 
 class SoftmaxCrossEntropy:
@@ -30,24 +48,26 @@ class SoftmaxCrossEntropy:
         self.weights = None if weights is None else np.asarray(weights, dtype=np.float64)
 
     def loss_grad(self, logits, y, grad_out) -> float:
-        n = logits.shape[0]
+        n, k = logits.shape
         if n == 1:
             return self.loss_grad_one(logits[0], int(y[0]), grad_out[0])
-        rows = np.arange(n)
-        np.subtract(logits, logits.max(axis=1, keepdims=True), out=grad_out)
-        true_shifted = grad_out[rows, y]
+        true = _true_index(y, n, k)                 # flat positions of the true-class logits
+        np.subtract(logits, _max_rows(logits, axis=1, keepdims=True), out=grad_out)
+        flat = grad_out.reshape(-1)
+        true_shifted = flat.take(true)
         np.exp(grad_out, out=grad_out)
-        sums = grad_out.sum(axis=1, keepdims=True)
-        per_sample = np.log(sums[:, 0]) - true_shifted
-        grad_out /= sums
-        grad_out[rows, y] -= 1.0
+        sums = _dot(grad_out, _ones(k, grad_out.dtype))   # row sums as a BLAS gemv
+        per_sample = np.log(sums)
+        per_sample -= true_shifted
+        grad_out /= sums[:, None]
+        flat[true] -= 1.0
         if self.weights is None:
             grad_out *= 1.0 / n
-        else:
-            w = self.weights[y]
-            per_sample *= w
-            grad_out *= (w / n)[:, None]
-        return float(per_sample.mean())
+            return float(_sum(per_sample)) / n
+        w = self.weights[y]
+        per_sample *= w
+        grad_out *= (w / n)[:, None]
+        return float(_sum(per_sample)) / n
 
     def loss_grad_one(self, z, yi: int, g) -> float:
         """One sample on 1-D rows (the per-sample hot path; optional fast path of the Loss API).

@@ -1,0 +1,159 @@
+"""Time one training epoch of our MLP against scikit-learn's MLPClassifier and PyTorch CPU.
+
+Same problem for every contestant: one hidden layer of 128 relu units, softmax
+cross-entropy, plain SGD (no momentum, no L2 penalty), constant learning rate,
+float64 (torch too), reshuffled batches of 1, 32, 128 and the full training
+set, on digits (1797 x 64, 10 classes) and make_classification(20000, 100
+features, 10 classes), both standardised.
+
+* ours: ``harness.trainer.train_epoch`` (the exact loop ``harness run`` times);
+* scikit-learn: ``MLPClassifier(solver='sgd', momentum=0, alpha=0, ...)``, one
+  ``partial_fit`` call = one epoch;
+* PyTorch: ``nn.Sequential(Linear, ReLU, Linear)`` + ``CrossEntropyLoss`` +
+  ``optim.SGD``, skipped with a note when torch is not importable.
+
+Fairness: BLAS is pinned to one thread for every contestant (threadpoolctl for
+numpy/scipy/scikit-learn, ``torch.set_num_threads(1)``). Each cell is the
+median of ``--repeats`` epochs after one warm-up epoch. Batch size 1 on the
+20000-sample set times the first ``--subset`` samples' updates and scales to a
+full epoch (marked ``*``).
+
+Usage: ``python benchmarks/bench_epoch.py [--repeats 5] [--subset 2000] [--quick]``
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+import warnings
+
+import numpy as np
+from sklearn.datasets import load_digits, make_classification
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from harness.model import MLP
+from harness.schedules import make_schedule
+from harness.trainer import train_epoch
+from harness_plugins.losses import make_ce
+from harness_plugins.optimizers import PlainGD
+
+HIDDEN = 128
+LR = 0.01
+
+
+def datasets(quick: bool):
+    X, y = load_digits(return_X_y=True)
+    yield "digits", StandardScaler().fit_transform(X), y
+    if not quick:
+        X, y = make_classification(20000, 100, n_informative=30, n_classes=10, random_state=0)
+        yield "classif20k", StandardScaler().fit_transform(X), y
+
+
+def median_time(run_epoch, repeats: int) -> float:
+    run_epoch()  # warm-up: buffers, caches, lazy imports
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run_epoch()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def ours(X, y, batch):
+    loss = make_ce(y, 10)
+    model = MLP(X.shape[1], 10, (HIDDEN,), "relu", seed=0)
+    optimizer = PlainGD("full") if batch >= len(y) else PlainGD("shuffled", batch)
+    rng = np.random.default_rng(0)
+    lr_at = make_schedule("constant", LR)
+    return lambda: train_epoch(model, optimizer, loss, X, y, rng, lr_at)
+
+
+def sklearn(X, y, batch):
+    clf = MLPClassifier((HIDDEN,), activation="relu", solver="sgd", momentum=0.0, nesterovs_momentum=False,
+                        alpha=0.0, batch_size=batch, learning_rate="constant", learning_rate_init=LR,
+                        shuffle=True, random_state=0)
+    classes = np.arange(10)
+
+    def epoch():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf.partial_fit(X, y, classes=classes)
+
+    return epoch
+
+
+def torch_contestant():
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(1)
+
+    def make(X, y, batch):
+        torch.manual_seed(0)
+        Xt, yt = torch.from_numpy(X), torch.from_numpy(y).long()
+        net = torch.nn.Sequential(torch.nn.Linear(X.shape[1], HIDDEN), torch.nn.ReLU(),
+                                  torch.nn.Linear(HIDDEN, 10)).double()
+        opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.0)
+        crit = torch.nn.CrossEntropyLoss()
+        n = len(y)
+
+        def epoch():
+            perm = torch.randperm(n)
+            for start in range(0, n, batch):
+                idx = perm[start:start + batch]
+                opt.zero_grad(set_to_none=False)
+                crit(net(Xt[idx]), yt[idx]).backward()
+                opt.step()
+
+        return epoch
+
+    return make
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timed epochs per cell (median)")
+    parser.add_argument("--subset", type=int, default=2000,
+                        help="batch size 1 on the 20000-sample set: time this many updates and scale")
+    parser.add_argument("--quick", action="store_true", help="digits only")
+    args = parser.parse_args(argv)
+
+    torch_make = torch_contestant()
+    print(f"# one-epoch times, median of {args.repeats} (after 1 warm-up); BLAS pinned to 1 thread for all; "
+          f"float64; MLP d-{HIDDEN}-10 relu, SGD lr={LR}, no momentum/penalty")
+    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.2f} at start")
+    if torch_make is None:
+        print("# PyTorch not importable: torch column skipped (pip install torch to include it)")
+    header = (f"{'dataset':<11}{'batch':>7}{'n':>7}{'ours ms':>10}{'sklearn ms':>12}{'torch ms':>10}"
+              f"{'sk/ours':>9}{'torch/ours':>11}{'ours us/upd':>12}")
+    print(header)
+    print("-" * len(header))
+    with threadpool_limits(limits=1):
+        for name, X, y in datasets(args.quick):
+            for batch in (1, 32, 128, len(y)):
+                Xs, ys, scale, mark = X, y, 1.0, " "
+                if batch == 1 and len(y) > args.subset:
+                    Xs, ys = X[:args.subset], y[:args.subset]
+                    scale, mark = len(y) / args.subset, "*"
+                t_ours = median_time(ours(Xs, ys, batch), args.repeats) * scale
+                t_sk = median_time(sklearn(Xs, ys, batch), args.repeats) * scale
+                t_torch = (median_time(torch_make(Xs, ys, batch), args.repeats) * scale
+                           if torch_make else float("nan"))
+                updates = -(-len(y) // batch)
+                label = "full" if batch == len(y) else str(batch)
+                print(f"{name:<11}{label:>7}{len(y):>6}{mark}{t_ours * 1e3:>10.2f}{t_sk * 1e3:>12.2f}"
+                      f"{t_torch * 1e3:>10.2f}{t_sk / t_ours:>9.2f}{t_torch / t_ours:>11.2f}"
+                      f"{t_ours / updates * 1e6:>12.1f}", flush=True)
+    print("# ratios > 1: ours is faster. * = timed on the first "
+          f"{args.subset} samples' updates and scaled to the full epoch.")
+    print(f"# load average {os.getloadavg()[0]:.2f} at end (other processes on the machine inflate times)")
+
+
+if __name__ == "__main__":
+    main()

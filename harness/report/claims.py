@@ -262,7 +262,7 @@ def wce_raises_minority_recall(runs, curves) -> Claim:
     table["value_b"] = table["test_minority_recall_b"].astype(float)
     table["group"] = table["family_a"] + " · " + table["method_a"]
     evidence, supported, untied, ties = _compare(table, "group", lambda x, y: x > y)
-    return _finish(claim, evidence, supported, untied, ties, ("wce", "ce"))
+    return _finish(claim, evidence, supported, untied, ties, ("wce", "ce"), "no ce/wce pair has a minority recall")
 
 
 def _batch_size_key(frame: pd.DataFrame) -> pd.DataFrame:
@@ -286,7 +286,8 @@ def batch_norm_speeds_up(runs, curves) -> Claim:
                                                for x, y in zip(table["cell_id_a"], table["cell_id_b"])])
     table["group"] = table["section_a"] + " · " + table["extra_key"]
     evidence, supported, untied, ties = _compare(table, "group", lambda x, y: x < y)
-    return _finish(claim, evidence, supported, untied, ties, ("minibatch-bn", "minibatch"))
+    return _finish(claim, evidence, supported, untied, ties, ("minibatch-bn", "minibatch"),
+                   "no minibatch-bn/minibatch pair with data (all errored or skipped)")
 
 
 CHECKS = (sgd_faster_early, bgd_better_late, shuffled_beats_cyclic, minibatch_in_between,

@@ -27,7 +27,7 @@ SUMMARY_METRICS = (
     ("test_minority_recall", "minority recall"),
 )
 TO_TARGET = (("epoch", "epochs to target"), ("samples_seen", "samples to target"),
-             ("train_seconds", "seconds to target"))
+             ("train_seconds", "s to target"))
 
 
 def section_targets(final_runs: pd.DataFrame) -> pd.DataFrame:
@@ -134,11 +134,9 @@ def formatted(section_rows: pd.DataFrame) -> pd.DataFrame:
     for col, title in SUMMARY_METRICS:
         out[title] = [_pm(m, s) for m, s in zip(section_rows[f"{col}_mean"], section_rows[f"{col}_std"])]
     out["reached target"] = [f"{h}/{o}" for h, o in zip(section_rows["reached"], section_rows["ok_runs"])]
-    for col, title in TO_TARGET:
-        out[title] = [_pm(m, s) for m, s in zip(section_rows[f"{col}_to_target_mean"],
-                                                 section_rows[f"{col}_to_target_std"])]
-    out["diverged"] = section_rows["diverged"].astype(int).astype(str).values
-    out["failed"] = section_rows["failed"].astype(int).astype(str).values
+    for col, title in TO_TARGET:   # means only here; the CSV has the standard deviations
+        out[title] = [_fmt(m) for m in section_rows[f"{col}_to_target_mean"]]
+    out["diverged / failed"] = [f"{int(d)} / {int(f)}" for d, f in zip(section_rows["diverged"], section_rows["failed"])]
     return out.reset_index(drop=True)
 
 
@@ -151,7 +149,8 @@ def problems_table(results_runs: pd.DataFrame) -> pd.DataFrame:
     out["lr"] = out["lr"].map(_fmt)
     out["seed"] = out["seed"].map(_fmt)
     out["reason"] = out["reason"].fillna("").astype(str)
-    return out.sort_values(["status", "dataset", "loss", "optimizer"], kind="stable").reset_index(drop=True)
+    return out.sort_values(["status", "dataset", "loss", "optimizer", "phase", "seed"],
+                           kind="stable").reset_index(drop=True)
 
 
 def to_markdown(frame: pd.DataFrame) -> str:

@@ -23,6 +23,7 @@ stored, so rerunning resumes.
 """
 from __future__ import annotations
 
+import shutil
 import sys
 import warnings
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -43,8 +44,10 @@ def progress_bar(total: int, desc: str, quiet: bool = False):
     from tqdm import tqdm
 
     disable = quiet or not sys.stderr.isatty()
+    # a terminal that reports no size (e.g. under `script`) would get an invisible bar
+    size = shutil.get_terminal_size((100, 24))
     return tqdm(total=total, desc=desc, unit="cell", file=sys.stderr, disable=disable,
-                dynamic_ncols=True, smoothing=0.1)
+                ncols=min(size.columns or 100, 120), nrows=size.lines or 24, smoothing=0.1)
 
 
 def run_tasks(fn: Callable, tasks: Sequence, *, jobs: int = 1, backend: str = "loky",

@@ -181,15 +181,16 @@ class _Runner:
                  for c in pending]
         counts: dict = {}
         bar = progress_bar(len(tasks), desc, self.quiet)
+        bar.set_postfix({"failed": 0, "diverged": 0}, refresh=False)
         try:
             for task, frame in self._run(self.cell_fn, tasks, desc):
                 write_cell(self.sweep_dir, frame)
                 self.written.add(task.cell_id)
                 status = str(frame["status"].iloc[-1])
                 counts[status] = counts.get(status, 0) + 1
-                bar.update(1)
-                bar.set_postfix(failed=counts.get("error", 0), diverged=counts.get("diverged", 0),
+                bar.set_postfix({"failed": counts.get("error", 0), "diverged": counts.get("diverged", 0)},
                                 refresh=False)
+                bar.update(1)
         finally:
             bar.close()
         return counts

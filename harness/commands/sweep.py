@@ -17,8 +17,8 @@ EPILOG = """\
 tuning rule:
   for each (dataset, loss, optimizer, grid point) every learning rate of the grid
   runs on the tuning seed(s) (tune.seeds, default 0); the one with the lowest mean
-  last-epoch validation loss among runs that did not diverge or fail is chosen
-  (ties -> smaller lr) and runs on every seed. The test split is never used.
+  last-epoch validation loss (tune.metric) among runs that did not diverge or fail
+  is chosen (ties -> smaller lr) and runs on every seed. The test split is never used.
 
 resume and safety:
   each cell is written to OUT/NAME/results/<cell id>.parquet the moment it ends;
@@ -34,8 +34,9 @@ examples:
   python -m harness sweep --backend dask --scheduler tcp://10.0.0.5:8786
 
 --set keys (docs/sweep.md lists them all):
-  run.<setting>              lr, schedule, decay, step_every, epochs, tol, lecture_stop,
-                             patience, time_budget, hidden (64x32, none), activation, dtype
+  run.<setting>              lr, schedule (constant, inverse:0.001, inverse_sqrt, step:0.5:1000),
+                             decay, step_every, epochs, tol, lecture_stop, patience,
+                             time_budget, hidden (64x32, none), activation, dtype
   optimizer.<name>.<param>   e.g. optimizer.minibatch.batch_size=16,64
   loss.<name>.<param>        e.g. loss.wce.normalisation=lecture,balanced
   dataset.<name>.<param>     e.g. dataset.breast_cancer.imbalance=0.1,0.3 (name * = every dataset)

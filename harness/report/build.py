@@ -14,7 +14,7 @@ import pandas as pd
 from harness.errors import HarnessError
 from harness.report import claims as claims_mod
 from harness.report import html, plots, profile, tables
-from harness.report.frames import (OK_STATUSES, add_labels, final_phase, labelled_rows, normalise, runs)
+from harness.report.frames import add_labels, final_phase, labelled_rows, normalise, runs
 
 FIGURES = "figures"
 TABLES = "tables"
@@ -71,6 +71,22 @@ def _class_names(manifest: dict, dataset: str) -> list | None:
     info = (manifest.get("datasets") or {}).get(dataset) if isinstance(manifest.get("datasets"), dict) else None
     counts = info.get("class_counts") if isinstance(info, dict) else None
     return list(counts) if isinstance(counts, dict) else None
+
+
+def _grid_edges(tune_runs: pd.DataFrame, final_runs: pd.DataFrame) -> list[str]:
+    """Sections/methods whose chosen learning rate is the smallest or largest one tried.
+
+    The best value may then lie outside the grid: worth widening it.
+    """
+    notes = []
+    chosen = final_runs.groupby(["section", "method"])["lr"].first()
+    for (section, method), group in tune_runs.groupby(["section", "method"], sort=True):
+        grid = sorted(group["lr"].dropna().unique())
+        lr = chosen.get((section, method), np.nan)
+        if len(grid) > 1 and np.isfinite(lr) and lr in (grid[0], grid[-1]):
+            side = "largest" if lr == grid[-1] else "smallest"
+            notes.append(f"{section} · {method}: lr {lr:g} (the {side} tried)")
+    return notes
 
 
 def _claims_frame(found) -> pd.DataFrame:
@@ -156,7 +172,7 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
         for section in sections:
             part = numeric[numeric["section"] == section]
             tgt = targets.set_index("section")["target_loss"].get(section, np.nan)
-            title = f"{section} — target train loss {tables._fmt(tgt)}"
+            title = f"{section} — target train loss {tables.fmt(tgt)}"
             ftables.append(html.table(tables.formatted(part), title, csv, md))
         figures = []
         for split in ("train", "test"):
@@ -191,6 +207,7 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
                                    "Rows: true class, columns: predicted; colour = share of the true class, "
                                    "numbers = counts summed over seeds."))
         families.append({"name": family, "anchor": f"ds-{key}", "info": info, "tables": ftables,
+                         "edges": _grid_edges(fam_tune, fam_runs),
                          "figures": [f for f in figures if f]})
 
     # --- runs that did not finish

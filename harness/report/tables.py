@@ -108,7 +108,7 @@ def summary(final_runs: pd.DataFrame, rows: pd.DataFrame) -> tuple[pd.DataFrame,
     return pd.DataFrame(records), targets
 
 
-def _fmt(value, digits: int = 4) -> str:
+def fmt(value, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "–"
     if isinstance(value, (int, np.integer)):
@@ -121,21 +121,21 @@ def _fmt(value, digits: int = 4) -> str:
 def _pm(mean, std) -> str:
     if mean is None or not np.isfinite(mean):
         return "–"
-    return f"{_fmt(mean)} ± {_fmt(std, 2)}"
+    return f"{fmt(mean)} ± {fmt(std, 2)}"
 
 
 def formatted(section_rows: pd.DataFrame) -> pd.DataFrame:
     """The human table of one section (strings): what Markdown and HTML show."""
     out = pd.DataFrame()
     out["optimizer"] = section_rows["method"]
-    out["lr"] = [v if isinstance(v, str) else _fmt(v) for v in section_rows["lr"]]
+    out["lr"] = [v if isinstance(v, str) else fmt(v) for v in section_rows["lr"]]
     out["params"] = section_rows["optimizer_params"].fillna("").astype(str).values
     out["seeds ok/run"] = [f"{o}/{r}" for o, r in zip(section_rows["ok_runs"], section_rows["runs"])]
     for col, title in SUMMARY_METRICS:
         out[title] = [_pm(m, s) for m, s in zip(section_rows[f"{col}_mean"], section_rows[f"{col}_std"])]
     out["reached target"] = [f"{h}/{o}" for h, o in zip(section_rows["reached"], section_rows["ok_runs"])]
     for col, title in TO_TARGET:   # means only here; the CSV has the standard deviations
-        out[title] = [_fmt(m) for m in section_rows[f"{col}_to_target_mean"]]
+        out[title] = [fmt(m) for m in section_rows[f"{col}_to_target_mean"]]
     out["diverged / failed"] = [f"{int(d)} / {int(f)}" for d, f in zip(section_rows["diverged"], section_rows["failed"])]
     return out.reset_index(drop=True)
 
@@ -146,8 +146,8 @@ def problems_table(results_runs: pd.DataFrame) -> pd.DataFrame:
     cols = ["phase", "dataset", "loss", "optimizer", "optimizer_params", "lr", "seed", "status", "reason"]
     out = bad.reindex(columns=cols).copy()
     out["optimizer_params"] = out["optimizer_params"].map(lambda p: params_text(p) if isinstance(p, str) else "")
-    out["lr"] = out["lr"].map(_fmt)
-    out["seed"] = out["seed"].map(_fmt)
+    out["lr"] = out["lr"].map(fmt)
+    out["seed"] = out["seed"].map(fmt)
     out["reason"] = out["reason"].fillna("").astype(str)
     return out.sort_values(["status", "dataset", "loss", "optimizer", "phase", "seed"],
                            kind="stable").reset_index(drop=True)

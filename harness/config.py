@@ -187,6 +187,8 @@ def load_config(path: str | None = None, *, sets: Sequence[str] = (), overrides:
     ``harness.registry.load_registry()``.
     """
     tree, source = _read_toml(path)
+    if path is not None and "name" not in tree and Path(source).parent != preset_path().parent:
+        tree["name"] = Path(source).stem   # a config file without a name names its sweep after itself
     parsed = [parse_set(item) for item in sets]
     if any(key == "run.lr" for key, _ in parsed) and isinstance(tree.get("tune"), dict):
         # a learning-rate grid given on the command line applies to every optimizer

@@ -135,9 +135,16 @@ class _Runner:
         return cell_id in self.written or cell_id in self.stored
 
     def _run(self, fn, tasks, desc: str):
+        """Results as they finish; an executor breakdown becomes a one-line error (cells so far are kept)."""
         c = self.config
-        return run_tasks(fn, tasks, jobs=c.jobs, backend=c.backend, scheduler=c.scheduler,
-                         key=lambda t: getattr(t, "cell_id", None) or f"ref-{abs(hash(t))}")
+        try:
+            yield from run_tasks(fn, tasks, jobs=c.jobs, backend=c.backend, scheduler=c.scheduler,
+                                 key=lambda t: getattr(t, "cell_id", None) or f"ref-{abs(hash(t))}")
+        except HarnessError:
+            raise
+        except Exception as exc:   # e.g. a worker process killed by the OS
+            raise HarnessError(f"{desc} phase stopped: the {c.backend} executor failed ({_last_line(exc)}); "
+                               f"finished cells are stored, rerun the same command to resume") from None
 
     def record_skips(self, cells: list) -> None:
         for cell in cells:

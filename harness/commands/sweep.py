@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from harness.errors import HarnessError
+
 DESCRIPTION = """\
 Run every combination of datasets x losses x optimizers x hyper-parameter grid x
 seeds, tune each optimizer's learning rate on the validation split, store every
@@ -86,6 +88,12 @@ def execute(args) -> int:
         "name": args.name, "backend": args.backend, "scheduler": args.scheduler,
     }
     config = load_config(args.config, sets=args.sets, overrides=overrides, registry=registry)
-    run_sweep(config, registry=registry, quiet=args.quiet, dry_run=args.dry_run, force=args.force,
-              csv=args.csv, report=args.report)
+    try:
+        run_sweep(config, registry=registry, quiet=args.quiet, dry_run=args.dry_run, force=args.force,
+                  csv=args.csv, report=args.report)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:   # e.g. a read-only or full disk under --out
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise HarnessError(f"{where}{exc.strerror or exc}") from None
     return 0

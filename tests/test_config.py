@@ -77,6 +77,12 @@ def test_toml_grids_and_hidden_spelling(registry, tmp_path):
     assert load_config(one, registry=registry).run_grid("hidden") == ((64, 32),)
 
 
+def test_a_config_file_without_a_name_names_the_sweep_after_itself(registry, tmp_path):
+    assert load_config(write(tmp_path, "seeds = 1\n", "mine.toml"), registry=registry).name == "mine"
+    assert load_config(write(tmp_path, 'name = "x"\n', "other.toml"), registry=registry).name == "x"
+    assert load_config(registry=registry).name == "default"
+
+
 def test_cli_learning_rate_replaces_per_optimizer_grids(registry):
     cfg = load_config(sets=["run.lr=0.01,0.02"], registry=registry)
     assert all(cfg.lr_grid(o) == (0.01, 0.02) for o in cfg.optimizers)

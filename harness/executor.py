@@ -26,9 +26,9 @@ from __future__ import annotations
 import shutil
 import sys
 import warnings
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-__all__ = ["run_tasks", "pinned", "progress_bar"]
+__all__ = ["run_tasks", "connect", "pinned", "progress_bar"]
 
 
 def pinned(fn: Callable, task: Any) -> Any:
@@ -50,14 +50,30 @@ def progress_bar(total: int, desc: str, quiet: bool = False):
                 ncols=min(size.columns or 100, 120), nrows=size.lines or 24, smoothing=0.1)
 
 
+def connect(scheduler: str):
+    """A ``distributed.Client`` for ``scheduler``, or a one-line HarnessError."""
+    from distributed import Client
+
+    from harness.errors import HarnessError
+
+    try:
+        return Client(scheduler, timeout="20s", set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise HarnessError(f"cannot reach the dask scheduler at {scheduler}: {exc}") from None
+
+
 def run_tasks(fn: Callable, tasks: Sequence, *, jobs: int = 1, backend: str = "loky",
-              scheduler: str = "", key: Callable[[Any], str] | None = None) -> Iterator[tuple]:
-    """Yield ``(task, fn(task))`` for every task, in the order they finish."""
+              scheduler: str = "", key: Callable[[Any], str] | None = None, client=None) -> Iterator[tuple]:
+    """Yield ``(task, fn(task))`` for every task, in the order they finish.
+
+    With ``backend="dask"`` an open ``client`` is used when given (the sweep
+    connects once, before writing anything), else one is opened for the call.
+    """
     tasks = list(tasks)
     if not tasks:
         return iter(())
     if backend == "dask":
-        return _run_dask(fn, tasks, scheduler, key)
+        return _run_dask(fn, tasks, scheduler, key, client)
     if backend != "loky":
         raise ValueError(f"unknown backend {backend!r}")
     return _run_loky(fn, tasks, jobs)
@@ -82,15 +98,12 @@ def _tagged(fn: Callable, index: int, task: Any) -> tuple:
     return task, pinned(fn, task)
 
 
-def _run_dask(fn: Callable, tasks: list, scheduler: str, key) -> Iterator[tuple]:
-    from distributed import Client, as_completed
+def _run_dask(fn: Callable, tasks: list, scheduler: str, key, client=None) -> Iterator[tuple]:
+    from distributed import as_completed
 
-    try:
-        client = Client(scheduler, timeout="20s", set_as_default=False)
-    except (OSError, TimeoutError) as exc:
-        from harness.errors import HarnessError
-
-        raise HarnessError(f"cannot reach the dask scheduler at {scheduler}: {exc}") from None
+    own = client is None
+    if own:
+        client = connect(scheduler)
     try:
         futures = {}
         for i, task in enumerate(tasks):
@@ -101,4 +114,5 @@ def _run_dask(fn: Callable, tasks: list, scheduler: str, key) -> Iterator[tuple]
             yield futures[future], future.result()
             future.release()
     finally:
-        client.close()
+        if own:
+            client.close()

@@ -15,14 +15,14 @@ import math
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 from harness.config import SweepConfig
 from harness.contracts import DatasetUnavailable, Refused, RunConfig
 from harness.errors import HarnessError
-from harness.executor import progress_bar, run_tasks
+from harness.executor import connect, progress_bar, run_tasks
 from harness.manifest import command_line, environment, now, write_manifest
 from harness.plan import Cell, Plan, build_plan, final_cells, format_plan, select_lr
 from harness.store import (SweepLock, cell_frame, clean_temporaries, done_cells, export_csv, read_cell,
@@ -116,8 +116,9 @@ class _Runner:
     """Runs batches of cells on the configured backend and stores each one as it lands."""
 
     def __init__(self, config: SweepConfig, registry, sweep_dir: Path, *, force: bool, quiet: bool,
-                 log: Callable[[str], None]):
+                 log: Callable[[str], None], client=None):
         self.config = config
+        self.client = client
         self.registry = registry
         self.sweep_dir = sweep_dir
         self.force = force
@@ -139,7 +140,8 @@ class _Runner:
         c = self.config
         try:
             yield from run_tasks(fn, tasks, jobs=c.jobs, backend=c.backend, scheduler=c.scheduler,
-                                 key=lambda t: getattr(t, "cell_id", None) or f"ref-{abs(hash(t))}")
+                                 key=lambda t: getattr(t, "cell_id", None) or f"ref-{abs(hash(t))}",
+                                 client=self.client)
         except HarnessError:
             raise
         except Exception as exc:   # e.g. a worker process killed by the OS
@@ -219,8 +221,6 @@ class _Runner:
 
 def _tune_outcomes(runner: _Runner, cells: list, metric: str) -> dict:
     """{group base: {(lr, seed): (status, last-epoch metric)}} read back from the store."""
-    from dataclasses import replace
-
     outcomes: dict = {}
     for cell in cells:
         frame = read_cell(runner.sweep_dir, cell.id)
@@ -282,11 +282,22 @@ def run_sweep(config: SweepConfig, *, registry=None, argv=None, quiet: bool = Fa
         echo(format_plan(plan))
         return None
 
+    datasets = _describe_datasets(config, registry)
+    client = connect(config.scheduler) if config.backend == "dask" else None   # fail before writing
+    try:
+        return _run(config, plan, registry, datasets, client, argv=argv, quiet=quiet, force=force, csv=csv,
+                    report=report, echo=echo)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _run(config: SweepConfig, plan: Plan, registry, datasets: dict, client, *, argv, quiet: bool,
+         force: bool, csv: bool, report: bool, echo) -> SweepOutcome:
     def log(message: str) -> None:
         if not quiet:
             print(message, file=sys.stderr, flush=True)
 
-    datasets = _describe_datasets(config, registry)
     sweep_dir = config.sweep_dir
     start = time.perf_counter()
     with SweepLock(sweep_dir):
@@ -308,8 +319,10 @@ def run_sweep(config: SweepConfig, *, registry=None, argv=None, quiet: bool = Fa
             "tuning": [],
             "cells": sorted({c.id for c in plan.tune + plan.final}),
         }
+        if client is not None:
+            manifest["execution"]["dask_workers"] = len(client.scheduler_info().get("workers", {}))
         write_manifest(sweep_dir, manifest)
-        runner = _Runner(config, registry, sweep_dir, force=force, quiet=quiet, log=log)
+        runner = _Runner(config, registry, sweep_dir, force=force, quiet=quiet, log=log, client=client)
         try:
             # phase 1: every lr of every tuned group on the tuning seeds
             runner.run_cells(plan.tune, "tune")
@@ -320,8 +333,6 @@ def run_sweep(config: SweepConfig, *, registry=None, argv=None, quiet: bool = Fa
             for group in plan.groups:
                 if not group.tuned or group.skip:
                     continue
-                from dataclasses import replace
-
                 lr, why, scores = select_lr(group, outcomes.get(replace(group.base, lr=0.0, seed=0), {}),
                                             config.tune_metric, config.tune_seeds)
                 manifest["tuning"].append({

@@ -1,6 +1,5 @@
 """The sweep end to end: tuning protocol, reuse, skips, errors, resume after kill -9, the lock."""
 import json
-import math
 import os
 import signal
 import subprocess
@@ -9,10 +8,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from harness.cli import main
-from harness.config import load_config
 from harness.store import SweepLock, done_cells, read_results
 
 TINY = ["--datasets", "iris", "--losses", "ce", "--seeds", "2", "--epochs", "3",

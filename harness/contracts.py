@@ -72,7 +72,7 @@ class Param:
         return type(self.default)
 
     def parse(self, value: Any) -> Any:
-        """Coerce ``value`` (possibly a CLI string) to this param's type, or raise ValueError."""
+        """Coerce ``value`` (possibly a CLI string) to this param's type, or raise UsageError (a ValueError)."""
         kind = self.type
         if kind is bool:
             if isinstance(value, bool):
@@ -82,36 +82,36 @@ class Param:
             elif str(value).lower() in ("0", "false", "no", "off"):
                 out = False
             else:
-                raise ValueError(f"{self.name}: expected true/false, got {value!r}")
+                raise UsageError(f"{self.name}: expected true/false, got {value!r}")
         elif kind is int:
             if isinstance(value, bool):
-                raise ValueError(f"{self.name}: expected an integer, got {value!r}")
+                raise UsageError(f"{self.name}: expected an integer, got {value!r}")
             try:
                 f = float(value)
             except (TypeError, ValueError):
-                raise ValueError(f"{self.name}: expected an integer, got {value!r}") from None
+                raise UsageError(f"{self.name}: expected an integer, got {value!r}") from None
             if not f.is_integer():
-                raise ValueError(f"{self.name}: expected an integer, got {value!r}")
+                raise UsageError(f"{self.name}: expected an integer, got {value!r}")
             out = int(f)
         elif kind is float:
             if isinstance(value, bool):
-                raise ValueError(f"{self.name}: expected a number, got {value!r}")
+                raise UsageError(f"{self.name}: expected a number, got {value!r}")
             try:
                 out = float(value)
             except (TypeError, ValueError):
-                raise ValueError(f"{self.name}: expected a number, got {value!r}") from None
+                raise UsageError(f"{self.name}: expected a number, got {value!r}") from None
             if not np.isfinite(out):
-                raise ValueError(f"{self.name}: expected a finite number, got {value!r}")
+                raise UsageError(f"{self.name}: expected a finite number, got {value!r}")
         else:
             out = str(value)
         if self.choices is not None and out not in self.choices:
-            raise ValueError(
+            raise UsageError(
                 f"{self.name}: {out!r} is not one of {', '.join(map(str, self.choices))}"
             )
         if self.low is not None and out < self.low:
-            raise ValueError(f"{self.name}: {out!r} is below the minimum {self.low}")
+            raise UsageError(f"{self.name}: {out!r} is below the minimum {self.low}")
         if self.high is not None and out > self.high:
-            raise ValueError(f"{self.name}: {out!r} is above the maximum {self.high}")
+            raise UsageError(f"{self.name}: {out!r} is above the maximum {self.high}")
         return out
 
     def to_dict(self) -> dict:
@@ -126,12 +126,12 @@ class Param:
 
 
 def resolve_params(params: Sequence[Param], given: Mapping[str, Any], owner: str) -> dict:
-    """Defaults overlaid with ``given``, each value parsed; unknown names raise ValueError."""
+    """Defaults overlaid with ``given``, each value parsed; unknown names or bad values raise UsageError (a ValueError) naming the owner."""
     known = {p.name: p for p in params}
     unknown = sorted(set(given) - set(known))
     if unknown:
         valid = ", ".join(sorted(known)) or "none"
-        raise ValueError(f"{owner}: unknown hyper-parameter {unknown[0]!r} (valid: {valid})")
+        raise UsageError(f"{owner}: unknown hyper-parameter {unknown[0]!r} (valid: {valid})")
     return {p.name: p.parse(given[p.name]) if p.name in given else p.default for p in params}
 
 

@@ -331,11 +331,8 @@ def _split_params(spec, given: Mapping[str, Any]):
                              f"valid: {', '.join(valid)}")
     generic_given = {k: v for k, v in given.items() if k in _GENERIC and k not in own_names}
     own_given = {k: v for k, v in given.items() if k in own_names}
-    try:
-        generic = resolve_params(PREPROCESS_PARAMS, generic_given, f"dataset {spec.name!r}")
-        own = resolve_params(spec.params, own_given, f"dataset {spec.name!r}")
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    generic = resolve_params(PREPROCESS_PARAMS, generic_given, f"dataset {spec.name!r}")
+    own = resolve_params(spec.params, own_given, f"dataset {spec.name!r}")
     return generic, own
 
 

@@ -27,7 +27,6 @@ from typing import Iterable, Mapping, Sequence
 
 from harness.config import RUN_PARAMS, TUNE_METRICS, SweepConfig, schedule_combinations
 from harness.contracts import RunConfig, resolve_params
-from harness.errors import UsageError
 
 __all__ = ["Cell", "Group", "Plan", "cell_id", "build_plan", "select_lr", "final_cells", "format_plan"]
 
@@ -127,13 +126,10 @@ def _resolve(kind: str, spec, given: dict, generic: Sequence = ()) -> dict:
     own_names = {p.name for p in spec.params}
     own = {k: v for k, v in given.items() if k in own_names}
     rest = {k: v for k, v in given.items() if k not in own_names}
-    try:
-        resolved = resolve_params(spec.params, own, f"{kind} {spec.name!r}")
-        if generic:
-            resolved.update(resolve_params(tuple(p for p in generic if p.name not in own_names), rest,
-                                           f"{kind} {spec.name!r}"))
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    resolved = resolve_params(spec.params, own, f"{kind} {spec.name!r}")
+    if generic:
+        resolved.update(resolve_params(tuple(p for p in generic if p.name not in own_names), rest,
+                                       f"{kind} {spec.name!r}"))
     return resolved
 
 

@@ -75,13 +75,6 @@ def _validate(config: RunConfig) -> None:
         raise UsageError(problems[0])
 
 
-def _resolve(spec, given, owner: str) -> dict:
-    try:
-        return resolve_params(spec.params, dict(given), owner)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
 def _refuse_if_checked(specs, config: RunConfig) -> None:
     for kind, spec in specs:
         reason = spec.check(config) if spec is not None and spec.check is not None else None
@@ -171,8 +164,8 @@ def train(config: RunConfig, split: Optional[Split] = None, registry=None,
     loss_spec = registry.get("losses", config.loss)
     _refuse_if_checked([("optimizer", opt_spec), ("loss", loss_spec),
                         ("dataset", registry.datasets.get(config.dataset))], config)
-    opt_params = _resolve(opt_spec, config.optimizer_params, f"optimizer {config.optimizer}")
-    loss_params = _resolve(loss_spec, config.loss_params, f"loss {config.loss}")
+    opt_params = resolve_params(opt_spec.params, dict(config.optimizer_params), f"optimizer {config.optimizer}")
+    loss_params = resolve_params(loss_spec.params, dict(config.loss_params), f"loss {config.loss}")
     _validate(config)
 
     if split is None:

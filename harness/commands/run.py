@@ -94,10 +94,7 @@ def parse_sets(items) -> dict:
 def _typed(registry, kind: str, name: str, given: dict) -> dict:
     """Plugin hyper-parameters parsed by their Param definitions (one-line errors)."""
     spec = registry.get(KIND_TABLE[kind], name)
-    try:
-        resolved = resolve_params(spec.params, given, f"{kind} {name}")
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    resolved = resolve_params(spec.params, given, f"{kind} {name}")
     return {k: resolved[k] for k in given}
 
 

@@ -6,7 +6,7 @@ float64 (torch too), reshuffled batches of 1, 32, 128 and the full training
 set, on digits (1797 x 64, 10 classes) and make_classification(20000, 100
 features, 10 classes), both standardised.
 
-* ours: ``harness.trainer.train_epoch`` (the exact loop ``harness run`` times);
+* ours: ``harness.learning.trainer.train_epoch`` (the exact loop ``harness run`` times);
 * scikit-learn: ``MLPClassifier(solver='sgd', momentum=0, alpha=0, ...)``, one
   ``partial_fit`` call = one epoch;
 * PyTorch: ``nn.Sequential(Linear, ReLU, Linear)`` + ``CrossEntropyLoss`` +
@@ -35,9 +35,9 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from harness.model import MLP
-from harness.schedules import make_schedule
-from harness.trainer import train_epoch
+from harness.learning.model import MLP
+from harness.learning.schedules import make_schedule
+from harness.learning.trainer import train_epoch
 from harness_plugins.losses import make_ce
 from harness_plugins.optimizers import PlainGD
 

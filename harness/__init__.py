@@ -1,6 +1,6 @@
 """harness: benchmark gradient-descent optimizers and classification losses.
 
-Optimizers, losses and datasets arrive through pluggy hooks (``harness.hookspecs``)
+Optimizers, losses and datasets arrive through pluggy hooks (``harness.plugin.hookspecs``)
 loaded from the ``harness.plugins`` entry-point group (``harness.plugins``).
 """
 from importlib.metadata import PackageNotFoundError, version

@@ -1,23 +1,18 @@
-"""Hook specifications: the whole surface a plugin can implement.
+"""Deprecated alias of ``harness.plugin.hookspecs``: kept for one release so third-party plugins keep working.
 
-Each hook receives a ``register`` callback; call it once per spec object
-(``harness.contracts.OptimizerSpec`` / ``LossSpec`` / ``DatasetSpec``).
+Import from ``harness.plugin.hookspecs`` instead.
 """
-import pluggy
+import importlib
+import warnings
 
-hookspec = pluggy.HookspecMarker("harness")
-
-
-@hookspec
-def register_optimizers(register):
-    """Register optimizers: call ``register(OptimizerSpec(...))`` for each."""
+_MOVED = ['harness.plugin.hookspecs']
 
 
-@hookspec
-def register_losses(register):
-    """Register losses: call ``register(LossSpec(...))`` for each."""
-
-
-@hookspec
-def register_datasets(register):
-    """Register datasets: call ``register(DatasetSpec(...))`` for each."""
+def __getattr__(name):
+    for module in _MOVED:
+        target = importlib.import_module(module)
+        if hasattr(target, name):
+            warnings.warn(f"harness.hookspecs.{name} moved to {module}.{name}; the old import goes away in the "
+                          "next release", DeprecationWarning, stacklevel=2)
+            return getattr(target, name)
+    raise AttributeError(f"module 'harness.hookspecs' has no attribute {name!r}")

@@ -1,58 +1,18 @@
-"""Numerically stable pieces shared by the built-in losses and the reference optimum.
+"""Deprecated alias of ``harness.plugin.lossmath``: kept for one release so third-party plugins keep working.
 
-Everything works on logits, never on probabilities, so that logits of +-1e4
-give finite losses and gradients: softmax goes through log-sum-exp, sigmoid
-through ``log(1 + exp(z)) = logaddexp(0, z)`` (softplus).
+Import from ``harness.plugin.lossmath`` instead.
 """
-from __future__ import annotations
+import importlib
+import warnings
 
-import numpy as np
-from scipy.special import expit
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise ``log softmax`` of (n, K) logits, via the max-shifted log-sum-exp."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    shifted -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return shifted
+_MOVED = ['harness.plugin.lossmath']
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of (n, K) logits (rows sum to 1)."""
-    out = logits - logits.max(axis=1, keepdims=True)
-    np.exp(out, out=out)
-    out /= out.sum(axis=1, keepdims=True)
-    return out
-
-
-def softplus(z: np.ndarray) -> np.ndarray:
-    """``log(1 + exp(z))`` without overflow; equals ``-log sigmoid(-z)``."""
-    return np.logaddexp(0.0, z)
-
-
-def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Logistic function (scipy's expit: no overflow warnings for large |z|)."""
-    return expit(z, out=out)
-
-
-def class_weights(y_train: np.ndarray, n_classes: int, normalisation: str = "balanced") -> np.ndarray:
-    """Per-class weights from the training labels.
-
-    ``"lecture"``: ``C_i = M / m_i`` (M training samples, m_i of class i), the
-    lecture's formula. ``"balanced"``: ``M / (N m_i)`` with N classes,
-    scikit-learn's ``class_weight='balanced'``. The two differ by the factor N;
-    the balanced weights average to 1 over the training samples, so the weighted
-    loss stays on the scale of the plain one (same effective learning rate).
-    """
-    counts = np.bincount(np.asarray(y_train, dtype=np.int64), minlength=n_classes).astype(np.float64)
-    if counts.size > n_classes:
-        raise ValueError(f"labels must lie in 0..{n_classes - 1}")
-    if np.any(counts == 0):
-        missing = int(np.flatnonzero(counts == 0)[0])
-        raise ValueError(f"class {missing} has no training samples: its weight M/m_i is undefined")
-    weights = counts.sum() / counts
-    if normalisation == "balanced":
-        weights /= n_classes
-    elif normalisation != "lecture":
-        raise ValueError(f"normalisation must be 'balanced' or 'lecture', got {normalisation!r}")
-    return weights
+def __getattr__(name):
+    for module in _MOVED:
+        target = importlib.import_module(module)
+        if hasattr(target, name):
+            warnings.warn(f"harness.lossmath.{name} moved to {module}.{name}; the old import goes away in the "
+                          "next release", DeprecationWarning, stacklevel=2)
+            return getattr(target, name)
+    raise AttributeError(f"module 'harness.lossmath' has no attribute {name!r}")

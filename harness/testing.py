@@ -21,8 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from harness.contracts import (Dataset, DatasetSpec, Loss, LossSpec, Optimizer, OptimizerSpec,
-                               resolve_params)
+from harness.plugin.specs import (Dataset, DatasetSpec, Loss, LossSpec, Optimizer, OptimizerSpec, resolve_params)
 
 __all__ = ["checks_for", "check_plugin", "parametrize_with_checks"]
 
@@ -212,8 +211,8 @@ def _row_keys(X: np.ndarray) -> list:
 
 def check_dataset_split(spec: DatasetSpec) -> None:
     """The engine's split: disjoint train/val/test covering the data, standardised on train."""
-    from harness.data import load_split
-    from harness.registry import Registry
+    from harness.learning.split import load_split
+    from harness.plugin.loader import Registry
 
     data = spec.load(**resolve_params(spec.params, {}, spec.name))
     split = load_split(spec.name, seed=0, registry=Registry(datasets={spec.name: spec}))

@@ -1,7 +1,7 @@
 """Built-in datasets: scikit-learn's bundled sets, synthetic generators and face patches.
 
 Every loader returns raw arrays (``contracts.Dataset``); splitting and
-standardising are the engine's job (``harness.data``). scikit-learn and
+standardising are the engine's job (``harness.learning.split``). scikit-learn and
 scikit-image are imported inside the loaders so that listing plugins stays
 cheap. Synthetic sets use a fixed ``random_state``: the same call always gives
 the same data.
@@ -11,16 +11,16 @@ from __future__ import annotations
 import numpy as np
 
 from harness import hookimpl
-from harness.contracts import Dataset, DatasetSpec, Param
+from harness.plugin.specs import Dataset, DatasetSpec, Param
 
 from harness_plugins import face_patches
 
 RANDOM_STATE = 0
-"""Fixed seed of the synthetic generators (the split seed is separate, see harness.data)."""
+"""Fixed seed of the synthetic generators (the split seed is separate, see harness.learning.split)."""
 
 
 def _dataset(X, y, class_names, source: str) -> Dataset:
-    from harness.data import fingerprint
+    from harness.plugin.cache import fingerprint
 
     X = np.ascontiguousarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.int64)

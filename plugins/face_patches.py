@@ -13,7 +13,7 @@ crops. 100 faces : 900 backgrounds is the lecture's 100K : 900K ratio.
 downloads) against nine times as many background patches from a denser grid.
 
 Both are built once and cached as a compressed .npz under
-``harness.data.data_home()``, stamped with a fingerprint of the recipe (recipe
+``harness.plugin.cache.data_home()``, stamped with a fingerprint of the recipe (recipe
 version, images, grid, library versions): a changed recipe rebuilds the file.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.contracts import Dataset, DatasetSpec, DatasetUnavailable, Param
+from harness.plugin.specs import Dataset, DatasetSpec, DatasetUnavailable, Param
 
 RECIPE_VERSION = 1
 """Bump when the recipe changes in a way the fingerprint cannot see."""
@@ -190,7 +190,7 @@ def _library_versions() -> dict:
 
 
 def _assemble(faces: np.ndarray, backgrounds: np.ndarray, source: str) -> Dataset:
-    from harness.data import fingerprint
+    from harness.plugin.cache import fingerprint
 
     X = np.concatenate([faces.reshape(len(faces), -1), backgrounds.reshape(len(backgrounds), -1)])
     X = np.ascontiguousarray(X, dtype=np.float64)
@@ -201,7 +201,7 @@ def _assemble(faces: np.ndarray, backgrounds: np.ndarray, source: str) -> Datase
 
 # --------------------------------------------------------------------------- cache
 def cache_path(stem: str) -> Path:
-    from harness.data import data_home
+    from harness.plugin.cache import data_home
 
     return data_home() / f"{stem}.npz"
 
@@ -213,7 +213,7 @@ def cached_dataset(stem: str, recipe: dict, build) -> Dataset:
     file) rebuilds it. Writing is atomic; a read-only data home only skips
     the cache.
     """
-    from harness.data import atomic_save_npz, fingerprint
+    from harness.plugin.cache import atomic_save_npz, fingerprint
 
     recipe_fp = fingerprint(recipe)
     try:

@@ -1,6 +1,6 @@
 """Built-in losses: ``ce``, ``bce`` and ``wce``, each fused with its output activation.
 
-Every loss works on logits (log-sum-exp and softplus, see ``harness.lossmath``),
+Every loss works on logits (log-sum-exp and softplus, see ``harness.plugin.lossmath``),
 returns the *mean* loss over the batch (the lecture's sum divided by the batch
 size, per the errata) and writes d(mean loss)/d(logits) into a caller's buffer.
 """
@@ -11,8 +11,8 @@ import math
 import numpy as np
 
 import harness
-from harness.contracts import LossSpec, Param
-from harness.lossmath import class_weights, log_softmax, sigmoid, softmax, softplus
+from harness.plugin.specs import LossSpec, Param
+from harness.plugin.lossmath import class_weights, log_softmax, sigmoid, softmax, softplus
 
 _subtract, _exp, _multiply, _dot = np.subtract, np.exp, np.multiply, np.dot
 _max_rows, _sum = np.maximum.reduce, np.add.reduce

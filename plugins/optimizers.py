@@ -18,7 +18,7 @@ import numpy as np
 from scipy.linalg.blas import get_blas_funcs
 
 import harness
-from harness.contracts import OptimizerSpec, Param
+from harness.plugin.specs import OptimizerSpec, Param
 
 SCHEMES = ("full", "cyclic", "shuffled")
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
-from harness.schema import RECORD_COLUMNS
+from harness.results.schema import RECORD_COLUMNS
 
 BASE = ["run", "--dataset", "iris", "--loss", "ce", "--epochs", "2"]
 

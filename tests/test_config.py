@@ -2,9 +2,9 @@
 import pytest
 
 from harness.cli import main
-from harness.config import load_config, parse_set
+from harness.sweep.config import load_config, parse_set
 from harness.errors import UsageError
-from harness.registry import load_registry
+from harness.plugin.loader import load_registry
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,7 @@ def test_bad_toml_file_is_a_usage_error(registry, tmp_path):
 
 
 def test_schedule_axis_with_inline_decay_and_skipped_combinations(registry):
-    from harness.plan import build_plan
+    from harness.sweep.plan import build_plan
 
     cfg = load_config(sets=["run.lr=0.1", "run.schedule=constant,inverse:0.01,step:0.5:100,step"],
                       overrides={"datasets": "iris", "losses": "ce", "optimizers": "sgd", "seeds": "1"},

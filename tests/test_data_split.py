@@ -1,15 +1,14 @@
-"""The engine's preprocessing (harness.data): split, standardisation, imbalance, cap, errors."""
+"""The engine's preprocessing (harness.learning.split): split, standardisation, imbalance, cap, errors."""
 import json
 
 import numpy as np
 import pytest
 from sklearn.preprocessing import StandardScaler
 
-from harness.contracts import Dataset, DatasetSpec
-from harness.data import (PREPROCESS_PARAMS, cap_indices, imbalance_indices, load_dataset, load_split,
-                          split_indices, standardize)
+from harness.plugin.specs import Dataset, DatasetSpec
+from harness.learning.split import (PREPROCESS_PARAMS, cap_indices, imbalance_indices, load_dataset, load_split, split_indices, standardize)
 from harness.errors import HarnessError, UsageError
-from harness.registry import Registry, load_registry
+from harness.plugin.loader import Registry, load_registry
 
 REGISTRY = load_registry(autoload=False, strict=True)
 SMALL = ["iris", "wine", "digits", "breast_cancer", "moons", "classification10", "imbalanced"]

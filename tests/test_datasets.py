@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from harness import cli
-from harness.contracts import Dataset
-from harness.data import describe, fingerprint
-from harness.registry import load_registry
+from harness.plugin.specs import Dataset
+from harness.learning.split import describe
+from harness.plugin.cache import fingerprint
+from harness.plugin.loader import load_registry
 
 REGISTRY = load_registry(autoload=False, strict=True)
 
@@ -105,7 +106,7 @@ def test_fingerprint_tracks_content():
 
 
 def test_listing_datasets_imports_no_heavy_library():
-    code = ("import sys, harness_plugins.datasets, harness_plugins.face_patches, harness.data; "
+    code = ("import sys, harness_plugins.datasets, harness_plugins.face_patches, harness.learning.split; "
             "print(sorted(m for m in ('sklearn', 'skimage', 'PIL') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -3,7 +3,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from harness.registry import load_registry
+from harness.plugin.loader import load_registry
 from harness.testing import check_plugin
 
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
@@ -27,8 +27,8 @@ def test_documented_plugin_loads_passes_the_kit_and_trains(fake_dist):
     assert info.distribution == "my-harness-plugin" and info.registered["optimizers"] == ["sign-gd"]
     check_plugin(reg.optimizer("sign-gd"))
 
-    from harness.contracts import RunConfig
-    from harness.trainer import train
+    from harness.learning.runconfig import RunConfig
+    from harness.learning.trainer import train
 
     records = train(RunConfig.make("iris", "ce", "sign-gd", epochs=3, lr=0.01, hidden=(8,)), registry=reg)
     assert records["status"].iloc[-1] == "done"

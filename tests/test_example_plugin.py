@@ -17,7 +17,7 @@ if importlib.util.find_spec("harness_momentum") is None:
     pytest.skip("harness-momentum not installed (pip install plugins/examples/harness-momentum)",
                 allow_module_level=True)
 
-from harness.registry import load_registry  # noqa: E402
+from harness.plugin.loader import load_registry  # noqa: E402
 from harness.testing import check_plugin  # noqa: E402
 
 
@@ -37,8 +37,8 @@ def test_passes_the_conformance_kit():
 
 
 def test_trains_through_the_ordinary_runner():
-    from harness.contracts import RunConfig
-    from harness.trainer import train
+    from harness.learning.runconfig import RunConfig
+    from harness.learning.trainer import train
 
     config = RunConfig.make("breast_cancer", "focal", "momentum", epochs=3, lr=0.05, hidden=(8,),
                             optimizer_params={"batch_size": 16, "momentum": 0.8})

@@ -2,11 +2,11 @@
 import pandas as pd
 import pytest
 
-from harness.config import load_config
-from harness.executor import run_tasks
-from harness.registry import load_registry
-from harness.store import read_results
-from harness.sweep import run_sweep
+from harness.sweep.config import load_config
+from harness.sweep.executor import run_tasks
+from harness.plugin.loader import load_registry
+from harness.results.store import read_results
+from harness.sweep.runner import run_sweep
 
 distributed = pytest.importorskip("distributed")
 

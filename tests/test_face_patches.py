@@ -4,10 +4,10 @@ import socket
 import numpy as np
 import pytest
 
-from harness.contracts import DatasetUnavailable
-from harness.data import split_indices
+from harness.plugin.specs import DatasetUnavailable
+from harness.learning.split import split_indices
 from harness.errors import UsageError
-from harness.registry import load_registry
+from harness.plugin.loader import load_registry
 from harness_plugins import face_patches
 
 REGISTRY = load_registry(autoload=False, strict=True)
@@ -72,7 +72,7 @@ def test_backgrounds_come_from_every_listed_image(data_home):
 
 
 def test_no_test_sample_in_train(data_home):
-    from harness.data import load_split
+    from harness.learning.split import load_split
 
     split = load_split("face-vs-background", seed=0, registry=REGISTRY)
     train, val, test = split_indices("face-vs-background", seed=0, registry=REGISTRY)
@@ -136,7 +136,7 @@ def test_an_unusable_data_home_still_gives_the_data(tmp_path, monkeypatch):
 
 
 def test_data_home_prefers_the_environment(tmp_path, monkeypatch):
-    from harness.data import data_home
+    from harness.plugin.cache import data_home
 
     monkeypatch.setenv("HARNESS_DATA_HOME", str(tmp_path / "x"))
     assert data_home() == tmp_path / "x" and (tmp_path / "x").is_dir()
@@ -146,7 +146,7 @@ def test_data_home_falls_back_to_the_checkout_then_the_user_cache(tmp_path, monk
     from pathlib import Path
 
     import harness
-    from harness.data import data_home
+    from harness.plugin.cache import data_home
 
     monkeypatch.delenv("HARNESS_DATA_HOME", raising=False)
     checkout = Path(harness.__file__).resolve().parents[1] / "datasets"

@@ -4,8 +4,8 @@ import pytest
 from sklearn.metrics import log_loss
 from sklearn.utils.class_weight import compute_class_weight
 
-from harness.lossmath import class_weights
-from harness.registry import load_registry
+from harness.plugin.lossmath import class_weights
+from harness.plugin.loader import load_registry
 from harness_plugins.losses import make_bce, make_ce, make_wce
 
 RNG = np.random.default_rng(0)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from harness.model import MLP
+from harness.learning.model import MLP
 from harness_plugins.losses import make_bce, make_ce, make_wce
 
 RNG = np.random.default_rng(42)

@@ -4,8 +4,9 @@ import pickle
 import numpy as np
 import pytest
 
-from harness.contracts import Optimizer, RunConfig
-from harness.registry import load_registry
+from harness.plugin.specs import Optimizer
+from harness.learning.runconfig import RunConfig
+from harness.plugin.loader import load_registry
 
 REG = load_registry(autoload=False)
 

@@ -3,10 +3,10 @@ import math
 
 import pytest
 
-from harness.config import load_config
-from harness.plan import Group, build_plan, cell_id, final_cells, format_plan, select_lr
-from harness.contracts import RunConfig
-from harness.registry import load_registry
+from harness.sweep.config import load_config
+from harness.sweep.plan import Group, build_plan, cell_id, final_cells, format_plan, select_lr
+from harness.learning.runconfig import RunConfig
+from harness.plugin.loader import load_registry
 
 
 @pytest.fixture(scope="module")

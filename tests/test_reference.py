@@ -5,10 +5,11 @@ from scipy.optimize import minimize
 from sklearn.datasets import load_iris, make_classification
 from sklearn.preprocessing import StandardScaler
 
-from harness.contracts import RunConfig, Split
-from harness.reference import convex_optimum
-from harness.registry import load_registry
-from harness.trainer import train
+from harness.learning.runconfig import RunConfig
+from harness.learning.split import Split
+from harness.learning.reference import convex_optimum
+from harness.plugin.loader import load_registry
+from harness.learning.trainer import train
 
 REG = load_registry(autoload=False)
 

@@ -2,11 +2,11 @@
 import pytest
 
 from harness.errors import PluginError
-from harness.registry import load_registry
+from harness.plugin.loader import load_registry
 
 GOOD = """
     import harness
-    from harness.contracts import OptimizerSpec, Param
+    from harness.plugin.specs import OptimizerSpec, Param
 
     class Plain:
         uses_batch_norm = False

@@ -16,7 +16,7 @@ from harness.report import build_report
 from harness.report import claims as claims_mod
 from harness.report import profile
 from harness.report.frames import add_labels, normalise, runs
-from harness.report.sample import synthetic_results
+from report_sample import synthetic_results
 from harness.report.tables import TARGET_FRACTION
 
 
@@ -276,7 +276,7 @@ def test_performance_profile_ratios_and_ranking():
 
 # --------------------------------------------------------------------------- CLI on stored results
 def _store(folder: Path, results: pd.DataFrame) -> None:
-    from harness.store import _coerce
+    from harness.results.store import _coerce
 
     out = folder / "results"
     out.mkdir(parents=True)
@@ -305,9 +305,9 @@ def test_report_command_one_line_errors(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- real trainer runs
 def test_report_from_real_tiny_trainer_runs(tmp_path):
-    trainer = pytest.importorskip("harness.trainer")
-    from harness.contracts import RunConfig
-    from harness.store import cell_frame, write_cell
+    trainer = pytest.importorskip("harness.learning.trainer")
+    from harness.learning.runconfig import RunConfig
+    from harness.results.store import cell_frame, write_cell
 
     for optimizer in ("bgd", "sgd", "minibatch"):
         for seed in (0, 1, 2):
@@ -319,7 +319,7 @@ def test_report_from_real_tiny_trainer_runs(tmp_path):
     page = build_report(tmp_path)
     table = pd.read_csv(tmp_path / "tables" / "summary.csv")
     assert set(table["optimizer"]) == {"bgd", "sgd", "minibatch"}
-    from harness.store import read_results
+    from harness.results.store import read_results
 
     stored = _final_runs(read_results(tmp_path))
     sgd = stored[stored["optimizer"] == "sgd"]["train_loss"]

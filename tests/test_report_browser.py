@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.report import build_report
-from harness.report.sample import synthetic_results
+from report_sample import synthetic_results
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")

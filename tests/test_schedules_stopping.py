@@ -3,9 +3,9 @@ import math
 
 import pytest
 
-from harness.contracts import RunConfig
-from harness.schedules import SCHEDULES, make_schedule, validate
-from harness.stopping import DIVERGENCE_FACTOR, Stopper
+from harness.learning.runconfig import RunConfig
+from harness.learning.schedules import SCHEDULES, make_schedule, validate
+from harness.learning.stopping import DIVERGENCE_FACTOR, Stopper
 
 
 @pytest.mark.parametrize("t", [0, 1, 7, 100, 12345])

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.contracts import RunConfig
+from harness.learning.runconfig import RunConfig
 from harness.errors import HarnessError
-from harness.schema import CELL_COLUMNS, RECORD_COLUMNS
-from harness.store import (COLUMNS, SweepLock, cell_frame, clean_temporaries, done_cells, export_csv,
+from harness.results.schema import CELL_COLUMNS, RECORD_COLUMNS
+from harness.results.store import (COLUMNS, SweepLock, cell_frame, clean_temporaries, done_cells, export_csv,
                            read_cell, read_results, status_frame, write_cell)
 
 
@@ -104,7 +104,7 @@ def test_lock_refuses_a_second_writer_and_is_released(tmp_path):
 
 
 def test_lock_dies_with_its_process(tmp_path):
-    code = ("import sys, time; from harness.store import SweepLock; lock = SweepLock(sys.argv[1]).acquire(); "
+    code = ("import sys, time; from harness.results.store import SweepLock; lock = SweepLock(sys.argv[1]).acquire(); "
             "print('locked', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:

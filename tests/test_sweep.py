@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.cli import main
-from harness.store import SweepLock, done_cells, read_results
+from harness.results.store import SweepLock, done_cells, read_results
 
 TINY = ["--datasets", "iris", "--losses", "ce", "--seeds", "2", "--epochs", "3",
         "--set", "run.hidden=8", "--quiet", "--no-report"]
@@ -89,7 +89,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
 def test_erroring_plugin_cell_is_recorded_and_the_sweep_goes_on(tmp_path, fake_dist):
     fake_dist("harness-broken", "harness_broken_opt", """
         import harness
-        from harness.contracts import OptimizerSpec
+        from harness.plugin.specs import OptimizerSpec
 
         def make():
             raise RuntimeError("boom: this optimizer cannot be built")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from harness import testing
-from harness.contracts import LossSpec, OptimizerSpec, Param
+from harness.plugin.specs import LossSpec, OptimizerSpec, Param
 
 
 class _Softmax:

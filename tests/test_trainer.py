@@ -12,12 +12,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from harness import metrics
-from harness.contracts import Refused, RunConfig, Split
+from harness.learning import metrics
+from harness.plugin.specs import Refused
+from harness.learning.runconfig import RunConfig
+from harness.learning.split import Split
 from harness.errors import UsageError
-from harness.registry import load_registry
-from harness.schema import RECORD_COLUMNS
-from harness.trainer import single_thread_blas, train
+from harness.plugin.loader import load_registry
+from harness.results.schema import RECORD_COLUMNS
+from harness.learning.trainer import single_thread_blas, train
 
 REG = load_registry(autoload=False)
 
@@ -154,7 +156,7 @@ def test_float32_and_every_loss_and_activation_run():
 def test_loads_the_split_itself_when_none_is_given():
     with single_thread_blas():
         df = train(RunConfig.make("iris", "ce", "bgd", epochs=1, hidden=()), registry=REG)
-    from harness.data import load_split
+    from harness.learning.split import load_split
 
     split = load_split("iris", seed=0, registry=REG)
     assert np.array(json.loads(df.test_confusion.iloc[0])).sum() == len(split.y_test)

@@ -103,13 +103,13 @@ def _figure(path: Path | None, sweep_dir: Path, alt: str, caption: str) -> dict 
 def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict | None = None) -> Path:
     """Write ``index.html``, ``figures/*.png`` and ``tables/*.csv|md`` into ``sweep_dir``.
 
-    ``results`` is the long-format frame (``harness.store.read_results``) and
+    ``results`` is the long-format frame (``harness.results.store.read_results``) and
     ``manifest`` the sweep's manifest; each is read from ``sweep_dir`` when
     None. Returns the path of ``index.html``.
     """
     sweep_dir = Path(sweep_dir)
     if results is None:
-        from harness.store import read_results
+        from harness.results.store import read_results
 
         results = read_results(sweep_dir)
     if manifest is None:

@@ -6,7 +6,7 @@ it through the ``harness.plugins`` entry point in this package's pyproject.
 import numpy as np
 
 import harness
-from harness.contracts import LossSpec, OptimizerSpec, Param
+from harness.plugin.specs import LossSpec, OptimizerSpec, Param
 
 
 class Momentum:

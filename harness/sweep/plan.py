@@ -25,8 +25,9 @@ import math
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping, Sequence
 
-from harness.config import RUN_PARAMS, TUNE_METRICS, SweepConfig, schedule_combinations
-from harness.contracts import RunConfig, resolve_params
+from harness.sweep.config import RUN_PARAMS, TUNE_METRICS, SweepConfig, schedule_combinations
+from harness.learning.runconfig import RunConfig
+from harness.plugin.specs import resolve_params
 
 __all__ = ["Cell", "Group", "Plan", "cell_id", "build_plan", "select_lr", "final_cells", "format_plan"]
 
@@ -149,7 +150,7 @@ class _Schedule(tuple):
 
 def _engine_check(config: RunConfig) -> str | None:
     """Why the engine cannot run this schedule combination, or None."""
-    from harness.schedules import validate
+    from harness.learning.schedules import validate
 
     try:
         validate(config.schedule, 1.0, config.decay, config.step_every)
@@ -176,7 +177,7 @@ def _check(specs: Iterable, config: RunConfig) -> str | None:
 
 
 def _preprocess_params() -> tuple:
-    from harness.data import PREPROCESS_PARAMS
+    from harness.learning.split import PREPROCESS_PARAMS
 
     return tuple(PREPROCESS_PARAMS)
 

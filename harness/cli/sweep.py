@@ -74,9 +74,9 @@ def configure(parser):
 
 
 def execute(args) -> int:
-    from harness.config import load_config
-    from harness.registry import load_registry
-    from harness.sweep import run_sweep
+    from harness.sweep.config import load_config
+    from harness.plugin.loader import load_registry
+    from harness.sweep.runner import run_sweep
     import sys
 
     registry = load_registry()

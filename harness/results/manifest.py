@@ -2,7 +2,7 @@
 
 Written next to the results when a sweep starts, after tuning and at the end,
 atomically each time. The report's reproducibility footer reads it, and
-``harness.store.read_results`` uses its ``cells`` list to tell this sweep's
+``harness.results.store.read_results`` uses its ``cells`` list to tell this sweep's
 cells from older ones left in the same folder.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Everything a sweep will do is checked here, before any cell runs or any file is
 written: plugin names against the registry, plugin hyper-parameters against
 their ``contracts.Param`` definitions, generic dataset options against
-``harness.data.PREPROCESS_PARAMS`` and engine settings (``run.*``) against
+``harness.learning.split.PREPROCESS_PARAMS`` and engine settings (``run.*``) against
 :data:`RUN_PARAMS`. Any problem is a one-line :class:`~harness.errors.UsageError`
 naming the key and the valid choices (exit status 2). docs/sweep.md documents
 every key.
@@ -22,9 +22,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from harness.contracts import Param
-from harness.model import ACTIVATIONS
-from harness.schedules import SCHEDULES
+from harness.plugin.specs import Param
+from harness.learning.model import ACTIVATIONS
+from harness.learning.schedules import SCHEDULES
 from harness.errors import UsageError, unknown
 
 __all__ = ["SweepConfig", "RUN_PARAMS", "TUNE_METRICS", "load_config", "parse_set", "preset_path",
@@ -125,8 +125,8 @@ class SweepConfig:
 
 # --------------------------------------------------------------------------- loading
 def preset_path(name: str = "default") -> Path:
-    """Path of a preset shipped in ``harness/presets``."""
-    return Path(str(resources.files("harness") / "presets" / f"{name}.toml"))
+    """Path of a preset shipped in ``harness/sweep/presets``."""
+    return Path(str(resources.files("harness.sweep") / "presets" / f"{name}.toml"))
 
 
 def _read_toml(path: str | None) -> tuple[dict, str]:
@@ -184,7 +184,7 @@ def load_config(path: str | None = None, *, sets: Sequence[str] = (), overrides:
     ``optimizers``, ``seeds``, ``epochs``, ``jobs``, ``out``, ``name``,
     ``backend``, ``scheduler``) already split into lists where they are lists;
     ``sets`` are ``KEY=VALUES`` strings. ``registry`` defaults to
-    ``harness.registry.load_registry()``.
+    ``harness.plugin.loader.load_registry()``.
     """
     tree, source = _read_toml(path)
     if path is not None and "name" not in tree and Path(source).parent != preset_path().parent:
@@ -209,7 +209,7 @@ def load_config(path: str | None = None, *, sets: Sequence[str] = (), overrides:
         else:
             tree[key] = value
     if registry is None:
-        from harness.registry import load_registry
+        from harness.plugin.loader import load_registry
 
         registry = load_registry()
     return _validate(tree, source, registry)
@@ -325,7 +325,7 @@ def _table(key: str, value) -> dict:
 
 
 def _preprocess_params() -> tuple:
-    from harness.data import PREPROCESS_PARAMS
+    from harness.learning.split import PREPROCESS_PARAMS
 
     return tuple(PREPROCESS_PARAMS)
 
@@ -463,7 +463,7 @@ def schedule_combinations(run: dict) -> list:
 
 def _check_schedules(run: dict) -> None:
     """A single schedule setting must be computable; in a grid, bad combinations are skipped."""
-    from harness.schedules import validate
+    from harness.learning.schedules import validate
 
     combos = schedule_combinations(run)
     problems = []

@@ -6,8 +6,8 @@ the embedded face set is built once and cached).
 import json
 import sys
 
-from harness.contracts import DatasetUnavailable
-from harness.registry import KINDS, load_registry
+from harness.plugin.specs import DatasetUnavailable
+from harness.plugin.loader import KINDS, load_registry
 
 
 def configure(parser):
@@ -19,7 +19,7 @@ def _entry(kind: str, spec) -> dict:
     entry = {"name": spec.name, "description": spec.description,
              "params": [p.to_dict() for p in spec.params]}
     if kind == "datasets":
-        from harness.data import describe
+        from harness.learning.split import describe
 
         try:
             entry["info"] = describe(spec.load())
@@ -46,7 +46,7 @@ def _print_text(entries: list, kind: str) -> None:
         for p in e["params"]:
             print(_param_line(p))
     if kind == "datasets":
-        from harness.data import PREPROCESS_PARAMS
+        from harness.learning.split import PREPROCESS_PARAMS
 
         print("every dataset also takes (the engine's preprocessing):")
         for p in PREPROCESS_PARAMS:

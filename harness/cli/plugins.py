@@ -1,7 +1,7 @@
 """`python -m harness plugins`: every plugin, its distribution and version, and what it registered."""
 import json
 
-from harness.registry import load_registry
+from harness.plugin.loader import load_registry
 
 
 def configure(parser):

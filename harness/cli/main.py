@@ -1,4 +1,4 @@
-"""``python -m harness``: parse the command line and dispatch to ``harness.commands.*``.
+"""``python -m harness``: parse the command line and dispatch to ``harness.cli.*``.
 
 Every user error ends as one line on stderr and exit status 2 (bad usage) or 1
 (a failure the user can act on), never a traceback.
@@ -14,7 +14,7 @@ import sys
 from harness import __version__
 from harness.errors import HarnessError
 
-# command name -> module in harness.commands (each has configure(parser) and execute(args) -> int)
+# command name -> module in harness.cli (each has configure(parser) and execute(args) -> int)
 COMMANDS = {
     "plugins": ("plugins", "list installed plugins, what they registered and what failed to load"),
     "list": ("listing", "list optimizers, losses or datasets with their hyper-parameters"),
@@ -52,14 +52,14 @@ def build_parser() -> Parser:
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
         p.set_defaults(_module=module)
-        importlib.import_module(f"harness.commands.{module}").configure(p)
+        importlib.import_module(f"harness.cli.{module}").configure(p)
     return parser
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    module = importlib.import_module(f"harness.commands.{args._module}")
+    module = importlib.import_module(f"harness.cli.{args._module}")
     try:
         return int(module.execute(args) or 0)
     except HarnessError as exc:

@@ -43,7 +43,7 @@ def _sweep_dir(text: str) -> Path:
 
 def execute(args) -> int:
     sweep_dir = _sweep_dir(args.dir)
-    from harness.store import read_results
+    from harness.results.store import read_results
 
     try:
         results = read_results(sweep_dir, all_cells=bool(getattr(args, "all_cells", False)))

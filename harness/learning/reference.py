@@ -26,7 +26,8 @@ import warnings
 
 import numpy as np
 
-from harness.contracts import Split, resolve_params
+from harness.learning.split import Split
+from harness.plugin.specs import resolve_params
 
 SUPPORTED = ("ce", "bce", "wce")
 
@@ -49,7 +50,7 @@ def convex_optimum(split: Split, loss_name: str, loss_params: dict | None = None
     if loss_name not in SUPPORTED:
         return float("nan")
     if registry is None:
-        from harness.registry import load_registry
+        from harness.plugin.loader import load_registry
 
         registry = load_registry(autoload=False)
     spec = registry.get("losses", loss_name)

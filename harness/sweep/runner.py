@@ -19,13 +19,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from harness.config import SweepConfig
-from harness.contracts import DatasetUnavailable, Refused, RunConfig
+from harness.sweep.config import SweepConfig
+from harness.plugin.specs import DatasetUnavailable, Refused
+from harness.learning.runconfig import RunConfig
 from harness.errors import HarnessError
-from harness.executor import connect, progress_bar, run_tasks
-from harness.manifest import command_line, environment, now, write_manifest
-from harness.plan import Cell, Plan, build_plan, final_cells, format_plan, select_lr
-from harness.store import (SweepLock, cell_frame, clean_temporaries, done_cells, export_csv, read_cell,
+from harness.sweep.executor import connect, progress_bar, run_tasks
+from harness.results.manifest import command_line, environment, now, write_manifest
+from harness.sweep.plan import Cell, Plan, build_plan, final_cells, format_plan, select_lr
+from harness.results.store import (SweepLock, cell_frame, clean_temporaries, done_cells, export_csv, read_cell,
                            read_results, status_frame, write_cell)
 
 __all__ = ["CellTask", "ReferenceTask", "run_cell", "run_reference", "run_sweep", "SweepOutcome"]
@@ -62,7 +63,7 @@ def _last_line(exc: BaseException) -> str:
 @functools.lru_cache(maxsize=1)
 def _worker_registry():
     """Each worker process loads the plugins once (from its own installed entry points)."""
-    from harness.registry import load_registry
+    from harness.plugin.loader import load_registry
 
     return load_registry()
 
@@ -75,7 +76,7 @@ def run_cell(task: CellTask, registry=None):
     """
     meta = dict(sweep=task.sweep, cell_id=task.cell_id, phase=task.phase, reference=task.reference)
     try:
-        from harness.trainer import train
+        from harness.learning.trainer import train
 
         records = train(task.config, registry=registry if registry is not None else _worker_registry())
         return cell_frame(records, task.config, **meta)
@@ -88,8 +89,8 @@ def run_cell(task: CellTask, registry=None):
 def run_reference(task: ReferenceTask, registry=None) -> tuple:
     """``(convex optimum of the training loss, None)`` or ``(nan, error line)``."""
     try:
-        from harness.data import load_split
-        from harness.reference import convex_optimum
+        from harness.learning.split import load_split
+        from harness.learning.reference import convex_optimum
 
         split = load_split(task.dataset, seed=task.seed,
                            registry=registry if registry is not None else _worker_registry(),
@@ -243,8 +244,8 @@ def _isnan(value) -> bool:
 
 def _describe_datasets(config: SweepConfig, registry) -> dict:
     """Load each dataset once (checks availability before anything runs) and describe it."""
-    from harness.data import describe
-    from harness.plan import _own_grids, _product
+    from harness.learning.split import describe
+    from harness.sweep.plan import _own_grids, _product
 
     out = {}
     for name in config.datasets:
@@ -274,7 +275,7 @@ def run_sweep(config: SweepConfig, *, registry=None, argv=None, quiet: bool = Fa
               echo: Callable[[str], None] = print) -> SweepOutcome | None:
     """Run (or with ``dry_run`` only print) the sweep; returns where everything went."""
     if registry is None:
-        from harness.registry import load_registry
+        from harness.plugin.loader import load_registry
 
         registry = load_registry()
     plan: Plan = build_plan(config, registry)

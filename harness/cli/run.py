@@ -2,16 +2,17 @@
 
 Each row is printed as soon as its epoch is evaluated; the run's final status
 and reason follow. BLAS runs on one thread, as in sweeps, so the timings are
-comparable. ``--csv`` also writes the full records (harness.schema columns).
+comparable. ``--csv`` also writes the full records (harness.results.schema columns).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import fields
 
-from harness.contracts import DatasetUnavailable, Refused, RunConfig, resolve_params
+from harness.plugin.specs import DatasetUnavailable, Refused, resolve_params
+from harness.learning.runconfig import RunConfig
 from harness.errors import HarnessError, UsageError, unknown
-from harness.schedules import SCHEDULES
+from harness.learning.schedules import SCHEDULES
 
 DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
 SET_KINDS = ("optimizer", "loss", "dataset")
@@ -130,8 +131,8 @@ def _print_header(config: RunConfig) -> None:
 
 
 def execute(args) -> int:
-    from harness.registry import load_registry
-    from harness.trainer import single_thread_blas, train
+    from harness.plugin.loader import load_registry
+    from harness.learning.trainer import single_thread_blas, train
 
     registry = load_registry()
     config = build_config(args, registry)

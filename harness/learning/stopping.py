@@ -24,7 +24,7 @@ DIVERGENCE_FACTOR = 1e3
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str   # one of harness.schema.STATUSES
+    status: str   # one of harness.results.schema.STATUSES
     reason: str
 
 

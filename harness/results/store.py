@@ -3,7 +3,7 @@
 Layout under a sweep directory ``reports/<name>/``::
 
     results/<cell_id>.parquet   one file per finished cell (long format: one row per epoch)
-    manifest.json               see harness.manifest
+    manifest.json               see harness.results.manifest
     .lock                       fcntl lock held by the sweep writing here
     results.csv                 only with --csv
 
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.contracts import RunConfig
+from harness.learning.runconfig import RunConfig
 from harness.errors import HarnessError
-from harness.schema import CELL_COLUMNS, RECORD_COLUMNS
+from harness.results.schema import CELL_COLUMNS, RECORD_COLUMNS
 
 __all__ = ["COLUMNS", "SweepLock", "cell_frame", "status_frame", "write_cell", "read_cell",
            "done_cells", "read_results", "export_csv", "results_dir"]

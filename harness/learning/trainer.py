@@ -3,10 +3,10 @@
 ``train(config)`` looks up the optimizer and loss plugins, refuses combinations
 their ``check`` rejects (``contracts.Refused``), loads the split (or takes the
 one given), builds the model and trains until a stopping rule fires
-(``harness.stopping``). Epoch 0 is the state before any update.
+(``harness.learning.stopping``). Epoch 0 is the state before any update.
 
 Paired comparisons: the initial weights come from a generator seeded by
-``config.seed`` alone (``harness.model.init_weights``), batching draws from a
+``config.seed`` alone (``harness.learning.model.init_weights``), batching draws from a
 second, independent stream derived from the same seed, and the split depends
 on the seed and dataset only; so with one seed every optimizer and loss starts
 from the same weights on the same data, and a rerun is bit-identical (except
@@ -27,12 +27,14 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from harness import metrics, schedules
-from harness.contracts import Refused, RunConfig, Split, resolve_params
+from harness.learning import metrics, schedules
+from harness.plugin.specs import Refused, resolve_params
+from harness.learning.runconfig import RunConfig
+from harness.learning.split import Split
 from harness.errors import UsageError
-from harness.model import ACTIVATIONS, DTYPES, MLP
-from harness.schema import RECORD_COLUMNS, SPLITS
-from harness.stopping import Outcome, Stopper
+from harness.learning.model import ACTIVATIONS, DTYPES, MLP
+from harness.results.schema import RECORD_COLUMNS, SPLITS
+from harness.learning.stopping import Outcome, Stopper
 
 INIT_STREAM, BATCH_STREAM = 0, 1
 
@@ -150,14 +152,14 @@ def train_epoch(model: MLP, optimizer, loss, X: np.ndarray, y: np.ndarray, rng: 
 
 def train(config: RunConfig, split: Optional[Split] = None, registry=None,
           progress: Optional[Callable[[dict], None]] = None) -> pd.DataFrame:
-    """Train one configuration; one row per epoch with ``harness.schema.RECORD_COLUMNS``.
+    """Train one configuration; one row per epoch with ``harness.results.schema.RECORD_COLUMNS``.
 
     Raises ``contracts.Refused`` for a combination a plugin's check rejects and
     ``errors.UsageError`` for unknown names or bad values. ``progress`` (if
     given) is called with each epoch's row as soon as it is measured.
     """
     if registry is None:
-        from harness.registry import load_registry
+        from harness.plugin.loader import load_registry
 
         registry = load_registry()
     opt_spec = registry.get("optimizers", config.optimizer)
@@ -169,7 +171,7 @@ def train(config: RunConfig, split: Optional[Split] = None, registry=None,
     _validate(config)
 
     if split is None:
-        from harness.data import load_split
+        from harness.learning.split import load_split
 
         split = load_split(config.dataset, seed=config.seed, registry=registry,
                            **dict(config.dataset_params))

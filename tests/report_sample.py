@@ -2,7 +2,7 @@
 
 Curves follow L(e) = floor + (L0 - floor) exp(-rate e) per optimizer, so a
 test can make a lecture claim true, false or mixed by choosing the rates and
-floors. ``python -c "from harness.report.sample import demo; print(demo('/tmp/r'))"``
+floors. ``python -c "from report_sample import demo; print(demo('/tmp/r'))"``
 writes a demo report.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from harness.schema import CELL_COLUMNS, RECORD_COLUMNS
+from harness.results.schema import CELL_COLUMNS, RECORD_COLUMNS
 
 # optimizer -> (rate per epoch, loss floor, seconds per epoch, updates per epoch for n=100)
 BEHAVIOUR = {

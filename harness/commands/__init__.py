@@ -1,1 +1,0 @@
-"""One module per CLI command: ``configure(parser)`` adds its arguments, ``execute(args)`` runs it."""

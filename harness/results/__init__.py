@@ -1,0 +1,1 @@
+"""Stored results: the long-format schema, the per-cell Parquet store and the manifest."""

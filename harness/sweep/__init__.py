@@ -1,0 +1,1 @@
+"""Sweeps: configuration, plan, runner and executor (config -> plan -> run -> results)."""

@@ -1,7 +1,14 @@
-"""Shared fixtures: fake plugin distributions installed into a temporary sys.path entry."""
+"""Shared fixtures: a fresh random generator per test, fake plugin distributions on a temporary sys.path entry."""
 import textwrap
 
+import numpy as np
 import pytest
+
+
+@pytest.fixture
+def rng():
+    """A generator of its own for each test, so no test depends on which tests ran before it."""
+    return np.random.default_rng(20261128)
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ import pytest
 from harness.learning.model import MLP
 from harness_plugins.losses import make_bce, make_ce, make_wce
 
-RNG = np.random.default_rng(42)
-X = RNG.normal(size=(7, 5))
+X = np.random.default_rng(42).normal(size=(7, 5))   # read-only input shared by the tests
 
 
 def _loss(name, k):
@@ -22,12 +21,12 @@ def _mean_loss(model, X, y, loss):
 @pytest.mark.parametrize("loss_name,k", [("ce", 3), ("bce", 2), ("bce", 3), ("wce", 3)])
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
 @pytest.mark.parametrize("batch_norm", [False, True])
-def test_every_parameter_gradient_matches_central_differences(loss_name, k, activation, batch_norm):
+def test_every_parameter_gradient_matches_central_differences(loss_name, k, activation, batch_norm, rng):
     loss = _loss(loss_name, k)
     y = np.arange(len(X)) % k
     model = MLP(5, loss.n_outputs, (4, 3), activation, batch_norm, seed=1)
     for p in model.params:  # move away from the initial point (gamma=1, beta=0, b=0)
-        p += RNG.normal(scale=0.3, size=p.shape)
+        p += rng.normal(scale=0.3, size=p.shape)
     model.batch_grad(X, y, loss)
     analytic = [g.copy() for g in model.grads]
     h = 1e-6
@@ -93,13 +92,13 @@ def test_float32_option_keeps_float32_and_matches_float64():
     assert np.allclose(out32, m64.forward(X), atol=1e-5)
 
 
-def test_batch_norm_eval_mode_uses_running_statistics():
+def test_batch_norm_eval_mode_uses_running_statistics(rng):
     model = MLP(5, 2, (4,), "relu", batch_norm=True, seed=0)
-    mean, var = RNG.normal(size=4), RNG.uniform(0.5, 2.0, size=4)
+    mean, var = rng.normal(size=4), rng.uniform(0.5, 2.0, size=4)
     model.running_mean[0][:] = mean
     model.running_var[0][:] = var
-    model.gamma[0][:] = RNG.normal(size=4)
-    model.beta[0][:] = RNG.normal(size=4)
+    model.gamma[0][:] = rng.normal(size=4)
+    model.beta[0][:] = rng.normal(size=4)
     W1, b1, g, beta, W2, b2 = model.params
     z = X @ W1 + b1
     a = np.maximum(g * (z - mean) / np.sqrt(var + model.bn_eps) + beta, 0)
@@ -113,8 +112,8 @@ def test_batch_norm_eval_mode_uses_running_statistics():
     assert np.allclose(model.running_var[0], (1 - m) * var + m * z.var(0, ddof=1))
 
 
-def test_batch_norm_train_and_eval_agree_on_a_large_batch():
-    big = RNG.normal(loc=3.0, scale=2.0, size=(4000, 5))
+def test_batch_norm_train_and_eval_agree_on_a_large_batch(rng):
+    big = rng.normal(loc=3.0, scale=2.0, size=(4000, 5))
     model = MLP(5, 3, (16,), "tanh", batch_norm=True, seed=0)
     for _ in range(200):  # running averages converge to this batch's statistics
         train_out = model.forward(big, train=True).copy()

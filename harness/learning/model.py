@@ -335,10 +335,3 @@ class MLP:
                 backward.append((self.grads[iW], self.grads[ib], a_prev[:, None], a_prev, self.W[l],
                                  one.D[k][0], one.D[k], one.tmp[k][0], one.mask[k][0]))
         self._one_backward = backward
-
-    # ------------------------------------------------------------------ state
-    def state(self) -> dict:
-        """Copies of the parameters and batch-norm running statistics."""
-        return {"params": [p.copy() for p in self.params],
-                "running_mean": [m.copy() for m in self.running_mean],
-                "running_var": [v.copy() for v in self.running_var]}

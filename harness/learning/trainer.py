@@ -36,7 +36,7 @@ from harness.learning.model import ACTIVATIONS, DTYPES, MLP
 from harness.results.schema import RECORD_COLUMNS, SPLITS
 from harness.learning.stopping import Outcome, Stopper
 
-INIT_STREAM, BATCH_STREAM = 0, 1
+BATCH_STREAM = 1   # spawn key of the batching stream; model.init_weights draws from spawn key 0
 
 
 @contextmanager

@@ -1,18 +1,4 @@
-"""Deprecated alias of ``harness.plugin.hookspecs``: kept for one release so third-party plugins keep working.
+"""Deprecated: moved to ``harness.plugin.hookspecs``; this alias goes in the next release."""
+from harness._moved import forward
 
-Import from ``harness.plugin.hookspecs`` instead.
-"""
-import importlib
-import warnings
-
-_MOVED = ['harness.plugin.hookspecs']
-
-
-def __getattr__(name):
-    for module in _MOVED:
-        target = importlib.import_module(module)
-        if hasattr(target, name):
-            warnings.warn(f"harness.hookspecs.{name} moved to {module}.{name}; the old import goes away in the "
-                          "next release", DeprecationWarning, stacklevel=2)
-            return getattr(target, name)
-    raise AttributeError(f"module 'harness.hookspecs' has no attribute {name!r}")
+__getattr__ = forward("harness.hookspecs", ['harness.plugin.hookspecs'])

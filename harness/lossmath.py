@@ -1,18 +1,4 @@
-"""Deprecated alias of ``harness.plugin.lossmath``: kept for one release so third-party plugins keep working.
+"""Deprecated: moved to ``harness.plugin.lossmath``; this alias goes in the next release."""
+from harness._moved import forward
 
-Import from ``harness.plugin.lossmath`` instead.
-"""
-import importlib
-import warnings
-
-_MOVED = ['harness.plugin.lossmath']
-
-
-def __getattr__(name):
-    for module in _MOVED:
-        target = importlib.import_module(module)
-        if hasattr(target, name):
-            warnings.warn(f"harness.lossmath.{name} moved to {module}.{name}; the old import goes away in the "
-                          "next release", DeprecationWarning, stacklevel=2)
-            return getattr(target, name)
-    raise AttributeError(f"module 'harness.lossmath' has no attribute {name!r}")
+__getattr__ = forward("harness.lossmath", ['harness.plugin.lossmath'])

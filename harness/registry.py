@@ -1,18 +1,4 @@
-"""Deprecated alias of ``harness.plugin.loader``: kept for one release so third-party plugins keep working.
+"""Deprecated: moved to ``harness.plugin.loader``; this alias goes in the next release."""
+from harness._moved import forward
 
-Import from ``harness.plugin.loader`` instead.
-"""
-import importlib
-import warnings
-
-_MOVED = ['harness.plugin.loader']
-
-
-def __getattr__(name):
-    for module in _MOVED:
-        target = importlib.import_module(module)
-        if hasattr(target, name):
-            warnings.warn(f"harness.registry.{name} moved to {module}.{name}; the old import goes away in the "
-                          "next release", DeprecationWarning, stacklevel=2)
-            return getattr(target, name)
-    raise AttributeError(f"module 'harness.registry' has no attribute {name!r}")
+__getattr__ = forward("harness.registry", ['harness.plugin.loader'])

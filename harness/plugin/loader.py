@@ -215,8 +215,9 @@ def load_registry(*, strict: Optional[bool] = None, autoload: Optional[bool] = N
             try:
                 pm.check_pending()
             except pluggy.PluginValidationError as exc:
+                problem = _unknown_hooks(pm, obj) or last_line(exc)
                 pm.unregister(obj)
-                fail(ep, dist, version, exc, _unknown_hooks(pm, obj) or last_line(exc))
+                fail(ep, dist, version, exc, problem)
                 continue
             for hook in _unmarked_hooks(pm, obj):
                 warning = (f"plugin {ep.name!r} ({dist} {version}): function {hook!r} lacks @hookimpl "

@@ -22,10 +22,7 @@ def execute(args) -> int:
     reg = load_registry()
     tracebacks = args.traceback or env_flag("HARNESS_DEBUG")
     if args.json:
-        failures = [f.to_dict() for f in reg.failures]
-        if not tracebacks:
-            for f in failures:
-                del f["traceback"]
+        failures = [f.to_dict(traceback=tracebacks) for f in reg.failures]
         doc = {"plugins": [p.to_dict() for p in reg.plugins], "failures": failures, "warnings": reg.warnings}
         print(json.dumps(doc, indent=2))
         return 1 if reg.failures else 0

@@ -86,9 +86,13 @@ class LoadFailure:
         where = f" (raised in {self.raised_in})" if self.raised_in else ""
         return f"plugin {self.name!r} ({self.distribution} {self.version}) failed: {self.error}{where}"
 
-    def to_dict(self) -> dict:
-        return {"name": self.name, "distribution": self.distribution, "version": self.version,
-                "error": self.error, "raised_in": self.raised_in, "traceback": self.traceback}
+    def to_dict(self, traceback: bool = False) -> dict:
+        """Plain JSON fields; the full traceback only when asked (it is long and holds local paths)."""
+        d = {"name": self.name, "distribution": self.distribution, "version": self.version,
+             "error": self.error, "raised_in": self.raised_in}
+        if traceback:
+            d["traceback"] = self.traceback
+        return d
 
 
 @dataclass

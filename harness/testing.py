@@ -62,7 +62,8 @@ def check_loss_gradient(spec: LossSpec) -> None:
             minus[idx] -= h
             scratch = np.zeros_like(logits)
             numeric[idx] = (loss.loss_grad(plus, y, scratch) - loss.loss_grad(minus, y, scratch)) / (2 * h)
-        err = np.linalg.norm(grad - numeric) / max(np.linalg.norm(grad), np.linalg.norm(numeric), 1e-12)
+        scale = max(float(np.linalg.norm(grad)), float(np.linalg.norm(numeric)), 1e-12)
+        err = float(np.linalg.norm(grad - numeric)) / scale
         assert err < 1e-6, f"{spec.name}: gradient differs from finite differences (relative error {err:.2e}, {n_classes} classes)"
 
 
@@ -296,7 +297,7 @@ def check_dataset_split(spec: DatasetSpec) -> None:
 
 
 # --------------------------------------------------------------------------- entry points
-_CHECKS = {
+_CHECKS: dict[type, tuple[Callable[..., None], ...]] = {
     LossSpec: (check_loss_gradient, check_loss_values, check_loss_confident, check_loss_extreme_logits,
                check_loss_leaves_inputs_unchanged, check_loss_grad_one),
     OptimizerSpec: (check_optimizer_descends, check_optimizer_deterministic, check_optimizer_pickle),
@@ -304,7 +305,7 @@ _CHECKS = {
 }
 
 
-def checks_for(spec) -> tuple[Callable, ...]:
+def checks_for(spec: OptimizerSpec | LossSpec | DatasetSpec) -> tuple[Callable[..., None], ...]:
     """The checks that apply to ``spec`` (an OptimizerSpec, LossSpec or DatasetSpec)."""
     for kind, checks in _CHECKS.items():
         if isinstance(spec, kind):
@@ -312,7 +313,7 @@ def checks_for(spec) -> tuple[Callable, ...]:
     raise TypeError(f"not a plugin spec: {spec!r}")
 
 
-def check_plugin(spec) -> None:
+def check_plugin(spec: OptimizerSpec | LossSpec | DatasetSpec) -> None:
     """Run every check for ``spec``; the first failure raises AssertionError."""
     for check in checks_for(spec):
         check(spec)

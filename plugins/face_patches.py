@@ -19,6 +19,7 @@ version, images, grid, library versions): a changed recipe rebuilds the file.
 from __future__ import annotations
 
 import os
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -179,9 +180,7 @@ def _distinct(patches: np.ndarray, seen: set) -> np.ndarray:
 
 def _library_versions() -> dict:
     """Versions of the libraries whose output shapes the patches (read without importing them)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
+    out: dict[str, str | None] = {}
     for dist in ("numpy", "scikit-image", "scikit-learn", "pillow"):
         try:
             out[dist] = version(dist)

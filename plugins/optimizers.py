@@ -14,6 +14,8 @@ what separates them is which training samples form each update in an epoch:
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy.linalg.blas import get_blas_funcs
 
@@ -49,8 +51,9 @@ class PlainGD:
         self.scheme = scheme
         self.batch_size = int(batch_size)
         self.no_single_batches = bool(no_single_batches)
-        self._params = self._grads = None
-        self._flat = ()
+        self._params: Any = None
+        self._grads: Any = None
+        self._flat: list[tuple[Any, np.ndarray, np.ndarray]] = []
 
     def batches(self, n_samples: int, rng: np.random.Generator):
         if self.scheme == "full":
@@ -94,7 +97,7 @@ class PlainGD:
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state.update(_params=None, _grads=None, _flat=())  # caches, not state
+        state.update(_params=None, _grads=None, _flat=[])  # caches, not state
         return state
 
     def __repr__(self) -> str:

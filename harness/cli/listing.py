@@ -6,6 +6,7 @@ the embedded face set is built once and cached).
 import json
 import sys
 
+from harness.learning.split import PREPROCESS_PARAMS, describe
 from harness.plugin.loader import KINDS, env_flag, load_registry
 from harness.plugin.specs import SINGULAR, DatasetUnavailable
 
@@ -19,8 +20,6 @@ def _entry(kind: str, spec) -> dict:
     entry = {"name": spec.name, "description": spec.description,
              "params": [p.to_dict() for p in spec.params]}
     if kind == "datasets":
-        from harness.learning.split import describe
-
         try:
             entry["info"] = describe(spec.load())
             entry["available"] = True
@@ -46,14 +45,13 @@ def _print_text(entries: list, kind: str) -> None:
         for p in e["params"]:
             print(_param_line(p))
     if kind == "datasets":
-        from harness.learning.split import PREPROCESS_PARAMS
-
         print("every dataset also takes (the engine's preprocessing):")
         for p in PREPROCESS_PARAMS:
             print(_param_line(p.to_dict()))
     singular = SINGULAR[kind]
-    print(f"(set a parameter with `harness run --set {singular}.NAME=VALUE`, "
-          f"or sweep a grid with `harness sweep --set {singular}.PLUGIN.NAME=V1,V2`)")
+    print(f"(set a parameter with `harness run --set {singular}.PARAM=VALUE`, or sweep a grid with "
+          f"`harness sweep --set {singular}.{singular.upper()}.PARAM=V1,V2`, where {singular.upper()} is "
+          f"a {singular} name listed above)")
 
 
 def _range(p: dict) -> str:

@@ -48,16 +48,15 @@ def refusal(specs: Iterable, config: RunConfig) -> Optional[str]:
     ``specs`` holds the run's OptimizerSpec and LossSpec and, if known, its
     DatasetSpec (None is skipped). The engine's rule comes first (batch
     normalisation needs a hidden layer), then each spec's ``check`` in the
-    order given. A reason is returned as the check wrote it (the caller shows
-    it beside the run it refuses); a check that raises refuses the run with a
-    reason naming the spec, so a buggy check never stops a sweep.
+    order given. Every reason names the spec it comes from
+    (``"optimizer 'minibatch-bn': ..."``); a check that raises refuses the run
+    with such a reason, so a buggy check never stops a sweep.
     """
     specs = [s for s in specs if s is not None]
     by_kind = {s.kind: s for s in specs}
     optimizer, loss = by_kind["optimizer"], by_kind["loss"]
     if optimizer.batch_norm and not tuple(config.hidden):
-        return (f"batch normalisation needs a hidden layer to normalise (hidden=() has none; "
-                f"optimizer {optimizer.name!r} declares batch_norm)")
+        return f"optimizer {optimizer.name!r}: batch normalisation needs a hidden layer to normalise (hidden=() has none)"
     if not any(s.check is not None for s in specs):
         return None
     context = check_context(optimizer, loss, by_kind.get("dataset"), config)
@@ -69,5 +68,5 @@ def refusal(specs: Iterable, config: RunConfig) -> Optional[str]:
         except Exception as exc:  # a buggy check refuses its run, it does not stop the others
             return f"{spec.kind} {spec.name!r}: check raised {last_line(exc)}"
         if reason:
-            return str(reason)
+            return f"{spec.kind} {spec.name!r}: {reason}"
     return None

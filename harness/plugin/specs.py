@@ -84,6 +84,7 @@ class Param:
     def parse(self, value: Any) -> Any:
         """Coerce ``value`` (possibly a CLI string) to this param's type, or raise UsageError (a ValueError)."""
         kind = self.type
+        out: Any
         if kind is bool:
             if isinstance(value, bool):
                 out = value
@@ -306,5 +307,5 @@ class DatasetSpec:
     kind: str = "dataset"
 
 
-SPEC_TYPES: dict[str, type] = {"optimizers": OptimizerSpec, "losses": LossSpec, "datasets": DatasetSpec}
+SPEC_TYPES: dict[str, type[Any]] = {"optimizers": OptimizerSpec, "losses": LossSpec, "datasets": DatasetSpec}
 """The spec type each ``register_<kind>`` hook accepts, by plural kind name."""

@@ -95,7 +95,8 @@ def _refusal(config):
 
 def test_batch_norm_refuses_one_sample_per_update_and_no_hidden_layer():
     assert _refusal(_config()) is None
-    assert _refusal(_config(optimizer_params={"batch_size": 1})).startswith("optimizer 'minibatch-bn': batch normal")
+    one = _refusal(_config(optimizer_params={"batch_size": 1}))
+    assert one.startswith("optimizer 'minibatch-bn': ") and "2 samples" in one
     assert _refusal(_config(hidden=())).startswith("optimizer 'minibatch-bn': batch normalisation needs a hidden layer")
     for name in ("bgd", "point", "sgd", "minibatch"):
         assert _refusal(_config(optimizer=name, hidden=())) is None

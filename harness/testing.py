@@ -3,7 +3,7 @@
 Modelled on scikit-learn's ``parametrize_with_checks``::
 
     from harness.testing import parametrize_with_checks
-    from my_plugin import MY_OPTIMIZER, MY_LOSS
+    from my_plugin import MY_OPTIMIZER, MY_LOSS   # your spec objects
 
     @parametrize_with_checks([MY_OPTIMIZER, MY_LOSS])
     def test_conformance(spec, check):
@@ -21,7 +21,10 @@ from typing import Callable
 
 import numpy as np
 
-from harness.plugin.specs import (Dataset, DatasetSpec, Loss, LossSpec, Optimizer, OptimizerSpec, resolve_params)
+from harness.learning.split import load_split
+from harness.plugin import Dataset, DatasetSpec, Loss, LossSpec, Optimizer, OptimizerSpec
+from harness.plugin.loader import Registry
+from harness.plugin.specs import resolve_params
 
 __all__ = ["checks_for", "check_plugin", "parametrize_with_checks"]
 
@@ -31,7 +34,7 @@ def _loss_case(spec: LossSpec, n_classes: int, n: int = 7, seed: int = 0):
     rng = np.random.default_rng(seed)
     y_train = np.concatenate([np.arange(n_classes), rng.integers(0, n_classes, 3 * n_classes)])
     loss = spec.factory(y_train, n_classes, **resolve_params(spec.params, {}, spec.name))
-    assert isinstance(loss, Loss), f"{spec.name}: factory must return a contracts.Loss"
+    assert isinstance(loss, Loss), f"{spec.name}: factory must return a harness.plugin.Loss"
     y = np.concatenate([np.arange(n_classes), rng.integers(0, n_classes, n)])
     logits = rng.normal(scale=2.0, size=(len(y), loss.n_outputs))
     return loss, logits, y
@@ -59,7 +62,8 @@ def check_loss_gradient(spec: LossSpec) -> None:
             minus[idx] -= h
             scratch = np.zeros_like(logits)
             numeric[idx] = (loss.loss_grad(plus, y, scratch) - loss.loss_grad(minus, y, scratch)) / (2 * h)
-        err = np.linalg.norm(grad - numeric) / max(np.linalg.norm(grad), np.linalg.norm(numeric), 1e-12)
+        scale = max(float(np.linalg.norm(grad)), float(np.linalg.norm(numeric)), 1e-12)
+        err = float(np.linalg.norm(grad - numeric)) / scale
         assert err < 1e-6, f"{spec.name}: gradient differs from finite differences (relative error {err:.2e}, {n_classes} classes)"
 
 
@@ -109,6 +113,56 @@ def check_loss_extreme_logits(spec: LossSpec) -> None:
             f"{spec.name}: probabilities outside [0, 1] at logits +-1e4")
 
 
+def check_loss_leaves_inputs_unchanged(spec: LossSpec) -> None:
+    """``loss_grad``, ``per_sample`` and ``predict_proba`` do not modify the caller's logits or labels."""
+    for n_classes in (2, 3):
+        loss, logits, y = _loss_case(spec, n_classes, seed=4)
+        calls = {
+            "loss_grad": lambda z, t: loss.loss_grad(z, t, np.zeros_like(z)),
+            "per_sample": loss.per_sample,
+            "predict_proba": lambda z, t: loss.predict_proba(z),
+        }
+        for name, call in calls.items():
+            z, t = logits.copy(), y.copy()
+            call(z, t)
+            assert np.array_equal(z, logits), f"{spec.name}: {name} modified the logits it was given (work on a copy)"
+            assert np.array_equal(t, y), f"{spec.name}: {name} modified the labels it was given (work on a copy)"
+
+
+def _close(a, b) -> bool:
+    return bool(np.allclose(a, b, rtol=1e-12, atol=1e-12))
+
+
+def check_loss_grad_one(spec: LossSpec) -> None:
+    """The optional fast path ``loss_grad_one(z, label, grad)`` agrees with ``loss_grad`` to 1e-12.
+
+    The engine calls it for one-sample updates (point GD, SGD) when the loss
+    has it. It must equal ``loss_grad`` on a one-row batch, and (since a
+    ``loss_grad`` may itself delegate one-row batches to it) the row's share
+    of a larger batch: ``per_sample`` value and n times the batch gradient row.
+    """
+    for n_classes in (2, 3):
+        loss, logits, y = _loss_case(spec, n_classes, seed=5)
+        fast = getattr(loss, "loss_grad_one", None)
+        if fast is None:
+            return
+        n = len(y)
+        batch_grad = np.zeros_like(logits)
+        loss.loss_grad(logits.copy(), y.copy(), batch_grad)
+        per = np.asarray(loss.per_sample(logits.copy(), y.copy()))
+        for i in range(n):
+            got = np.zeros(logits.shape[1])
+            value = fast(logits[i].copy(), int(y[i]), got)
+            one_row = np.zeros((1, logits.shape[1]))
+            expected = loss.loss_grad(logits[i:i + 1].copy(), y[i:i + 1].copy(), one_row)
+            assert _close(value, expected) and _close(value, per[i]), (
+                f"{spec.name}: loss_grad_one returned {value}; loss_grad on that row gives {expected}, "
+                f"per_sample {per[i]}")
+            assert _close(got, one_row[0]) and _close(got, n * batch_grad[i]), (
+                f"{spec.name}: loss_grad_one's gradient differs from loss_grad's for the same row "
+                f"(max difference {max(np.abs(got - one_row[0]).max(), np.abs(got - n * batch_grad[i]).max()):.2e})")
+
+
 # --------------------------------------------------------------------------- optimizers
 def _blobs(seed: int = 0, n: int = 60, d: int = 4, k: int = 3):
     rng = np.random.default_rng(seed)
@@ -143,8 +197,7 @@ def _descend(opt: Optimizer, params, X, y, rng, epochs: int, lr: float) -> None:
 
 def _fresh(spec: OptimizerSpec) -> Optimizer:
     opt = spec.factory(**resolve_params(spec.params, {}, spec.name))
-    assert isinstance(opt, Optimizer), f"{spec.name}: factory must return a contracts.Optimizer"
-    assert isinstance(opt.uses_batch_norm, bool), f"{spec.name}: uses_batch_norm must be a bool"
+    assert isinstance(opt, Optimizer), f"{spec.name}: factory must return a harness.plugin.Optimizer"
     return opt
 
 
@@ -181,7 +234,13 @@ def check_optimizer_pickle(spec: OptimizerSpec) -> None:
     opt = _fresh(spec)
     params = _start(X)
     _descend(opt, params, X, y, np.random.default_rng(7), 2, 0.05)
-    clone = pickle.loads(pickle.dumps(opt))
+    try:
+        clone = pickle.loads(pickle.dumps(opt))
+    except Exception as exc:  # any pickling failure becomes one readable assertion
+        raise AssertionError(
+            f"{spec.name}: the optimizer does not pickle after some steps ({type(exc).__name__}: {exc}); "
+            "keep only picklable state (arrays, numbers, lists; no lambdas, generators or open files), "
+            "or drop caches in __getstate__") from None
     params_clone = [p.copy() for p in params]
     rng_state = np.random.default_rng(8)
     rng_clone = np.random.default_rng(8)
@@ -195,7 +254,7 @@ def check_optimizer_pickle(spec: OptimizerSpec) -> None:
 def check_dataset_arrays(spec: DatasetSpec) -> None:
     """The raw data: X (n, d) finite float64, y (n,) int64 with every label 0..K-1 present."""
     data = spec.load(**resolve_params(spec.params, {}, spec.name))
-    assert isinstance(data, Dataset), f"{spec.name}: load must return a contracts.Dataset"
+    assert isinstance(data, Dataset), f"{spec.name}: load must return a harness.plugin.Dataset"
     X, y = data.X, data.y
     assert X.ndim == 2 and X.dtype == np.float64, f"{spec.name}: X must be 2-D float64, got {X.dtype} {X.shape}"
     assert np.all(np.isfinite(X)), f"{spec.name}: X has non-finite values"
@@ -211,9 +270,6 @@ def _row_keys(X: np.ndarray) -> list:
 
 def check_dataset_split(spec: DatasetSpec) -> None:
     """The engine's split: disjoint train/val/test covering the data, standardised on train."""
-    from harness.learning.split import load_split
-    from harness.plugin.loader import Registry
-
     data = spec.load(**resolve_params(spec.params, {}, spec.name))
     split = load_split(spec.name, seed=0, registry=Registry(datasets={spec.name: spec}))
     parts = {"train": split.X_train, "val": split.X_val, "test": split.X_test}
@@ -241,14 +297,15 @@ def check_dataset_split(spec: DatasetSpec) -> None:
 
 
 # --------------------------------------------------------------------------- entry points
-_CHECKS = {
-    LossSpec: (check_loss_gradient, check_loss_values, check_loss_confident, check_loss_extreme_logits),
+_CHECKS: dict[type, tuple[Callable[..., None], ...]] = {
+    LossSpec: (check_loss_gradient, check_loss_values, check_loss_confident, check_loss_extreme_logits,
+               check_loss_leaves_inputs_unchanged, check_loss_grad_one),
     OptimizerSpec: (check_optimizer_descends, check_optimizer_deterministic, check_optimizer_pickle),
     DatasetSpec: (check_dataset_arrays, check_dataset_split),
 }
 
 
-def checks_for(spec) -> tuple[Callable, ...]:
+def checks_for(spec: OptimizerSpec | LossSpec | DatasetSpec) -> tuple[Callable[..., None], ...]:
     """The checks that apply to ``spec`` (an OptimizerSpec, LossSpec or DatasetSpec)."""
     for kind, checks in _CHECKS.items():
         if isinstance(spec, kind):
@@ -256,7 +313,7 @@ def checks_for(spec) -> tuple[Callable, ...]:
     raise TypeError(f"not a plugin spec: {spec!r}")
 
 
-def check_plugin(spec) -> None:
+def check_plugin(spec: OptimizerSpec | LossSpec | DatasetSpec) -> None:
     """Run every check for ``spec``; the first failure raises AssertionError."""
     for check in checks_for(spec):
         check(spec)
@@ -264,7 +321,7 @@ def check_plugin(spec) -> None:
 
 def parametrize_with_checks(specs):
     """A ``pytest.mark.parametrize`` over (spec, check) pairs, one test per check."""
-    import pytest
+    import pytest  # here, not at the top: the kit's checks run without pytest installed
 
     cases = [pytest.param(spec, check, id=f"{spec.name}-{check.__name__}")
              for spec in specs for check in checks_for(spec)]

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness import hookimpl
-from harness.plugin.specs import Dataset, DatasetSpec, Param
+from harness.plugin import Dataset, DatasetSpec, Param, fingerprint, hookimpl
 
 from harness_plugins import face_patches
 
@@ -20,8 +19,6 @@ RANDOM_STATE = 0
 
 
 def _dataset(X, y, class_names, source: str) -> Dataset:
-    from harness.plugin.cache import fingerprint
-
     X = np.ascontiguousarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.int64)
     names = tuple(str(c) for c in class_names)

@@ -13,17 +13,19 @@ crops. 100 faces : 900 backgrounds is the lecture's 100K : 900K ratio.
 downloads) against nine times as many background patches from a denser grid.
 
 Both are built once and cached as a compressed .npz under
-``harness.plugin.cache.data_home()``, stamped with a fingerprint of the recipe (recipe
+``harness.plugin.data_home()``, stamped with a fingerprint of the recipe (recipe
 version, images, grid, library versions): a changed recipe rebuilds the file.
 """
 from __future__ import annotations
 
 import os
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 
-from harness.plugin.specs import Dataset, DatasetSpec, DatasetUnavailable, Param
+from harness.errors import UsageError
+from harness.plugin import Dataset, DatasetSpec, DatasetUnavailable, Param, atomic_save_npz, data_home, fingerprint
 
 RECIPE_VERSION = 1
 """Bump when the recipe changes in a way the fingerprint cannot see."""
@@ -178,9 +180,7 @@ def _distinct(patches: np.ndarray, seen: set) -> np.ndarray:
 
 def _library_versions() -> dict:
     """Versions of the libraries whose output shapes the patches (read without importing them)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
+    out: dict[str, str | None] = {}
     for dist in ("numpy", "scikit-image", "scikit-learn", "pillow"):
         try:
             out[dist] = version(dist)
@@ -190,8 +190,6 @@ def _library_versions() -> dict:
 
 
 def _assemble(faces: np.ndarray, backgrounds: np.ndarray, source: str) -> Dataset:
-    from harness.plugin.cache import fingerprint
-
     X = np.concatenate([faces.reshape(len(faces), -1), backgrounds.reshape(len(backgrounds), -1)])
     X = np.ascontiguousarray(X, dtype=np.float64)
     y = np.concatenate([np.ones(len(faces), np.int64), np.zeros(len(backgrounds), np.int64)])
@@ -201,8 +199,6 @@ def _assemble(faces: np.ndarray, backgrounds: np.ndarray, source: str) -> Datase
 
 # --------------------------------------------------------------------------- cache
 def cache_path(stem: str) -> Path:
-    from harness.plugin.cache import data_home
-
     return data_home() / f"{stem}.npz"
 
 
@@ -213,8 +209,6 @@ def cached_dataset(stem: str, recipe: dict, build) -> Dataset:
     file) rebuilds it. Writing is atomic; a read-only data home only skips
     the cache.
     """
-    from harness.plugin.cache import atomic_save_npz, fingerprint
-
     recipe_fp = fingerprint(recipe)
     try:
         path = cache_path(stem)
@@ -315,7 +309,6 @@ def _lfw_faces(home: Path) -> np.ndarray:
 
 def build_face_vs_background_lfw(faces: int, home: Path) -> Dataset:
     """``faces`` LFW faces (scikit-learn's shuffled order) and nine backgrounds per face."""
-    from harness.errors import UsageError
     import skimage.data
 
     seen: set = set()

@@ -10,8 +10,7 @@ import math
 
 import numpy as np
 
-import harness
-from harness.plugin.specs import LossSpec, Param
+from harness.plugin import LossSpec, Param, hookimpl
 from harness.plugin.lossmath import class_weights, log_softmax, sigmoid, softmax, softplus
 
 _subtract, _exp, _multiply, _dot = np.subtract, np.exp, np.multiply, np.dot
@@ -153,7 +152,7 @@ def make_bce(y_train, n_classes):
     return SigmoidBinaryCrossEntropy(n_classes)
 
 
-@harness.hookimpl
+@hookimpl
 def register_losses(register):
     register(LossSpec(
         name="ce",

@@ -8,17 +8,18 @@ what separates them is which training samples form each update in an epoch:
 * ``sgd``: one sample per update, in a fresh random order every epoch;
 * ``minibatch``: ``batch_size`` samples per update, reshuffled every epoch
   (the last batch of an epoch holds the remainder);
-* ``minibatch-bn``: minibatch on a network with batch normalisation; a trailing
-  remainder of one sample is merged into the previous batch, since a batch of
-  one has no variance.
+* ``minibatch-bn``: minibatch on a network with batch normalisation (declared
+  by its spec, ``batch_norm=True``); a trailing remainder of one sample is
+  merged into the previous batch, since a batch of one has no variance.
 """
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from scipy.linalg.blas import get_blas_funcs
 
-import harness
-from harness.plugin.specs import OptimizerSpec, Param
+from harness.plugin import CheckContext, OptimizerSpec, Param, hookimpl
 
 SCHEMES = ("full", "cyclic", "shuffled")
 
@@ -39,17 +40,20 @@ class PlainGD:
 
     ``scheme``: ``full`` (one batch of everything), ``cyclic`` (fixed order) or
     ``shuffled`` (new permutation each epoch), cut into ``batch_size`` chunks.
-    Stateless apart from its settings, so it pickles trivially.
+    ``no_single_batches`` folds a trailing batch of one into the previous batch
+    (needed under batch normalisation). Stateless apart from its settings, so
+    it pickles trivially.
     """
 
-    def __init__(self, scheme: str, batch_size: int = 1, uses_batch_norm: bool = False):
+    def __init__(self, scheme: str, batch_size: int = 1, no_single_batches: bool = False):
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
         self.scheme = scheme
         self.batch_size = int(batch_size)
-        self.uses_batch_norm = bool(uses_batch_norm)
-        self._params = self._grads = None
-        self._flat = ()
+        self.no_single_batches = bool(no_single_batches)
+        self._params: Any = None
+        self._grads: Any = None
+        self._flat: list[tuple[Any, np.ndarray, np.ndarray]] = []
 
     def batches(self, n_samples: int, rng: np.random.Generator):
         if self.scheme == "full":
@@ -58,7 +62,7 @@ class PlainGD:
         order = np.arange(n_samples) if self.scheme == "cyclic" else rng.permutation(n_samples)
         b = self.batch_size
         starts = range(0, n_samples, b)
-        if self.uses_batch_norm and n_samples > b and n_samples % b == 1:
+        if self.no_single_batches and n_samples > b and n_samples % b == 1:
             starts = starts[:-1]  # fold a trailing batch of one into the previous one
         last = len(starts) - 1
         for k, start in enumerate(starts):
@@ -93,27 +97,20 @@ class PlainGD:
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state.update(_params=None, _grads=None, _flat=())  # caches, not state
+        state.update(_params=None, _grads=None, _flat=[])  # caches, not state
         return state
 
     def __repr__(self) -> str:
         return (f"PlainGD(scheme={self.scheme!r}, batch_size={self.batch_size}, "
-                f"uses_batch_norm={self.uses_batch_norm})")
+                f"no_single_batches={self.no_single_batches})")
 
 
-def _batch_size(config) -> int:
-    return int(dict(config.optimizer_params).get("batch_size", 32))
+def _check_batch_norm(context: CheckContext) -> str | None:
+    """Why batch normalisation cannot run with these settings, or None.
 
-
-def _check_batch_norm(config):
-    """Why batch normalisation cannot run with this config, or None."""
-    if not tuple(config.hidden):
-        return "batch normalisation needs a hidden layer to normalise (hidden=() has none)"
-    try:
-        size = _batch_size(config)
-    except (TypeError, ValueError):
-        return None  # a bad value is reported by parameter validation
-    if size < 2:
+    (The engine itself refuses batch normalisation without a hidden layer.)
+    """
+    if context.optimizer_params["batch_size"] < 2:
         return "batch normalisation needs at least 2 samples per update (batch_size=1 has no batch variance)"
     return None
 
@@ -135,13 +132,13 @@ def make_minibatch(batch_size=32):
 
 
 def make_minibatch_bn(batch_size=32):
-    return PlainGD("shuffled", batch_size, uses_batch_norm=True)
+    return PlainGD("shuffled", batch_size, no_single_batches=True)
 
 
 _BATCH_SIZE = Param("batch_size", 32, "samples per update", low=1)
 
 
-@harness.hookimpl
+@hookimpl
 def register_optimizers(register):
     register(OptimizerSpec(
         name="bgd",
@@ -170,4 +167,5 @@ def register_optimizers(register):
         factory=make_minibatch_bn,
         params=(_BATCH_SIZE,),
         check=_check_batch_norm,
+        batch_norm=True,
     ))

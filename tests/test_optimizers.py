@@ -4,7 +4,8 @@ import pickle
 import numpy as np
 import pytest
 
-from harness.plugin.specs import Optimizer
+from harness.learning.checks import refusal
+from harness.plugin import CheckContext, Optimizer
 from harness.learning.runconfig import RunConfig
 from harness.plugin.loader import load_registry
 
@@ -23,7 +24,8 @@ def test_all_five_registered_and_satisfy_the_protocol():
     assert {"bgd", "point", "sgd", "minibatch", "minibatch-bn"} <= set(REG.optimizers)
     for name in ("bgd", "point", "sgd", "minibatch", "minibatch-bn"):
         assert isinstance(_make(name), Optimizer)
-    assert _make("minibatch-bn").uses_batch_norm and not _make("minibatch").uses_batch_norm
+    assert REG.optimizer("minibatch-bn").batch_norm
+    assert not any(REG.optimizer(n).batch_norm for n in ("bgd", "point", "sgd", "minibatch"))
 
 
 def test_bgd_is_one_update_of_everything():
@@ -82,19 +84,43 @@ def test_step_on_a_non_contiguous_view_still_updates_it():
 
 
 def _config(**kw):
-    base = dict(dataset="d", loss="ce", optimizer="minibatch-bn", hidden=(8,))
+    base = dict(dataset="iris", loss="ce", optimizer="minibatch-bn", hidden=(8,))
     base.update(kw)
     return RunConfig.make(base.pop("dataset"), base.pop("loss"), base.pop("optimizer"), **base)
 
 
+def _refusal(config):
+    return refusal((REG.optimizer(config.optimizer), REG.loss(config.loss), REG.dataset(config.dataset)), config)
+
+
 def test_batch_norm_refuses_one_sample_per_update_and_no_hidden_layer():
-    check = REG.optimizer("minibatch-bn").check
-    assert check(_config()) is None
-    assert "2 samples" in check(_config(optimizer_params={"batch_size": 1}))
-    assert "hidden" in check(_config(hidden=()))
+    assert _refusal(_config()) is None
+    one = _refusal(_config(optimizer_params={"batch_size": 1}))
+    assert one.startswith("optimizer 'minibatch-bn': ") and "2 samples" in one
+    assert _refusal(_config(hidden=())).startswith("optimizer 'minibatch-bn': batch normalisation needs a hidden layer")
     for name in ("bgd", "point", "sgd", "minibatch"):
-        spec = REG.optimizer(name)
-        assert spec.check is None or spec.check(_config(optimizer=name)) is None
+        assert _refusal(_config(optimizer=name, hidden=())) is None
+
+
+def test_check_receives_resolved_read_only_params():
+    seen = []
+    spec = REG.optimizer("minibatch")
+    spying = type(spec)(spec.name, spec.description, spec.factory, spec.params, check=seen.append)
+    config = _config(optimizer="minibatch", optimizer_params={"batch_size": "16"}, lr=0.3)
+    assert refusal((spying, REG.loss("ce"), REG.dataset("iris")), config) is None
+    (context,) = seen
+    assert isinstance(context, CheckContext)
+    assert context.optimizer_params["batch_size"] == 16 and context.lr == 0.3 and context.hidden == (8,)
+    assert context.dataset_params["test_fraction"] == 0.25 and context.batch_norm is False
+    with pytest.raises(TypeError):
+        context.optimizer_params["batch_size"] = 1
+
+
+def test_a_check_that_raises_refuses_its_run_naming_the_plugin():
+    spec = REG.optimizer("minibatch")
+    broken = type(spec)(spec.name, spec.description, spec.factory, spec.params, check=lambda c: 1 / 0)
+    reason = refusal((broken, REG.loss("ce"), None), _config(optimizer="minibatch"))
+    assert reason == "optimizer 'minibatch': check raised ZeroDivisionError: division by zero"
 
 
 @pytest.mark.parametrize("name", ["bgd", "point", "sgd", "minibatch", "minibatch-bn"])

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from harness import testing
-from harness.plugin.specs import LossSpec, OptimizerSpec, Param
+from harness.plugin import LossSpec, OptimizerSpec, Param
 
 
 class _Softmax:
@@ -42,9 +42,27 @@ class _Naive(_Softmax):
             return np.log(np.exp(z) / np.exp(z).sum(axis=1, keepdims=True))
 
 
-class _Gd:
-    uses_batch_norm = False
+class _Mutating(_Softmax):
+    def loss_grad(self, z, y, out):
+        z -= z.max(axis=1, keepdims=True)  # "saves a copy" by shifting the caller's logits in place
+        return super().loss_grad(z, y, out)
 
+
+class _FastPath(_Softmax):
+    """A correct one-sample fast path (the shape the engine calls for one-sample updates)."""
+
+    def loss_grad_one(self, z, label, grad):
+        return self.loss_grad(z[None, :], np.array([label]), grad[None, :])
+
+
+class _WrongFastPath(_Softmax):
+    def loss_grad_one(self, z, label, grad):
+        value = self.loss_grad(z[None, :], np.array([label]), grad[None, :])
+        grad *= 2.0  # forgot that the batch gradient is already a mean
+        return value
+
+
+class _Gd:
     def batches(self, n, rng):
         yield rng.permutation(n)
 
@@ -61,6 +79,12 @@ class _GlobalRandom(_Gd):
 class _Stuck(_Gd):
     def step(self, params, grads, lr):
         pass
+
+
+class _Unpicklable(_Gd):
+    def step(self, params, grads, lr):
+        self.schedule = lambda t: lr  # a lambda in the state: pickle cannot store it
+        super().step(params, grads, lr)
 
 
 def _loss(cls):
@@ -101,3 +125,23 @@ def test_parametrize_with_checks_makes_one_case_per_check():
     ids = [p.id for p in mark.args[1]]
     assert ids == [f"l-{c.__name__}" for c in testing.checks_for(_loss(None))] + \
                   [f"o-{c.__name__}" for c in testing.checks_for(_opt(None))]
+
+
+def test_inputs_check_catches_a_loss_that_changes_the_callers_logits():
+    with pytest.raises(AssertionError, match="loss_grad modified the logits"):
+        testing.check_loss_leaves_inputs_unchanged(_loss(lambda y, k: _Mutating(y, k)))
+    testing.check_loss_leaves_inputs_unchanged(_loss(lambda y, k: _Softmax(y, k)))
+
+
+def test_fast_path_check_passes_a_correct_one_and_catches_a_wrong_one():
+    testing.check_loss_grad_one(_loss(lambda y, k: _FastPath(y, k)))
+    with pytest.raises(AssertionError, match="loss_grad_one's gradient differs"):
+        testing.check_loss_grad_one(_loss(lambda y, k: _WrongFastPath(y, k)))
+
+
+def test_unpicklable_optimizer_state_gets_one_clear_message():
+    with pytest.raises(AssertionError) as err:
+        testing.check_optimizer_pickle(_opt(lambda unused: _Unpicklable()))
+    message = str(err.value)
+    assert message.startswith("o: the optimizer does not pickle after some steps")
+    assert "keep only picklable state" in message and "\n" not in message

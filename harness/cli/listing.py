@@ -6,8 +6,9 @@ the embedded face set is built once and cached).
 import json
 import sys
 
-from harness.plugin.specs import DatasetUnavailable
-from harness.plugin.loader import KINDS, load_registry
+from harness.learning.split import PREPROCESS_PARAMS, describe
+from harness.plugin.loader import KINDS, env_flag, load_registry
+from harness.plugin.specs import SINGULAR, DatasetUnavailable
 
 
 def configure(parser):
@@ -19,8 +20,6 @@ def _entry(kind: str, spec) -> dict:
     entry = {"name": spec.name, "description": spec.description,
              "params": [p.to_dict() for p in spec.params]}
     if kind == "datasets":
-        from harness.learning.split import describe
-
         try:
             entry["info"] = describe(spec.load())
             entry["available"] = True
@@ -46,18 +45,24 @@ def _print_text(entries: list, kind: str) -> None:
         for p in e["params"]:
             print(_param_line(p))
     if kind == "datasets":
-        from harness.learning.split import PREPROCESS_PARAMS
-
         print("every dataset also takes (the engine's preprocessing):")
         for p in PREPROCESS_PARAMS:
             print(_param_line(p.to_dict()))
-    singular = {"optimizers": "optimizer", "losses": "loss", "datasets": "dataset"}[kind]
-    print(f"(set a parameter with `harness run --set {singular}.NAME=VALUE`, "
-          f"or sweep a grid with `harness sweep --set {singular}.PLUGIN.NAME=V1,V2`)")
+    singular = SINGULAR[kind]
+    print(f"(set a parameter with `harness run --set {singular}.PARAM=VALUE`, or sweep a grid with "
+          f"`harness sweep --set {singular}.{singular.upper()}.PARAM=V1,V2`, where {singular.upper()} is "
+          f"a {singular} name listed above)")
+
+
+def _range(p: dict) -> str:
+    """``, 0.0 <= value < 1.0`` from a param's bounds (exclusive ones with a strict sign), or ''."""
+    low = f"{p['low']} {'<' if p.get('low_exclusive') else '<='} " if "low" in p else ""
+    high = f" {'<' if p.get('high_exclusive') else '<='} {p['high']}" if "high" in p else ""
+    return f", {low}value{high}" if low or high else ""
 
 
 def _param_line(p: dict) -> str:
-    extra = f", one of {', '.join(map(str, p['choices']))}" if "choices" in p else ""
+    extra = f", one of {', '.join(map(str, p['choices']))}" if "choices" in p else _range(p)
     return f"    {p['name']} = {p['default']!r} ({p['type']}{extra}): {p['help']}"
 
 
@@ -65,6 +70,10 @@ def execute(args) -> int:
     reg = load_registry()
     for f in reg.failures:
         print(f"warning: {f}", file=sys.stderr)
+        if env_flag("HARNESS_DEBUG"):
+            print(f.traceback, file=sys.stderr)
+    for w in reg.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     entries = [_entry(args.kind, spec) for spec in reg.kind(args.kind).values()]
     if args.json:
         print(json.dumps({args.kind: entries}, indent=2, default=str))

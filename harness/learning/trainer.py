@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from harness.learning import metrics, schedules
+from harness.learning.checks import refusal
 from harness.plugin.specs import Refused, resolve_params
 from harness.learning.runconfig import RunConfig
 from harness.learning.split import Split
@@ -75,13 +76,6 @@ def _validate(config: RunConfig) -> None:
         problems.append(str(exc))
     if problems:
         raise UsageError(problems[0])
-
-
-def _refuse_if_checked(specs, config: RunConfig) -> None:
-    for kind, spec in specs:
-        reason = spec.check(config) if spec is not None and spec.check is not None else None
-        if reason:
-            raise Refused(f"{kind} {spec.name!r}: {reason}")
 
 
 class _Evaluator:
@@ -164,8 +158,9 @@ def train(config: RunConfig, split: Optional[Split] = None, registry=None,
         registry = load_registry()
     opt_spec = registry.get("optimizers", config.optimizer)
     loss_spec = registry.get("losses", config.loss)
-    _refuse_if_checked([("optimizer", opt_spec), ("loss", loss_spec),
-                        ("dataset", registry.datasets.get(config.dataset))], config)
+    reason = refusal((opt_spec, loss_spec, registry.datasets.get(config.dataset)), config)
+    if reason:
+        raise Refused(reason)
     opt_params = resolve_params(opt_spec.params, dict(config.optimizer_params), f"optimizer {config.optimizer}")
     loss_params = resolve_params(loss_spec.params, dict(config.loss_params), f"loss {config.loss}")
     _validate(config)
@@ -184,10 +179,8 @@ def train(config: RunConfig, split: Optional[Split] = None, registry=None,
 
     loss = loss_spec.factory(split.y_train, n_classes, **loss_params)
     optimizer = opt_spec.factory(**opt_params)
-    if optimizer.uses_batch_norm and not tuple(config.hidden):
-        raise Refused(f"optimizer {config.optimizer!r}: batch normalisation needs a hidden layer")
     model = MLP(X.shape[1], loss.n_outputs, tuple(config.hidden), config.activation,
-                batch_norm=optimizer.uses_batch_norm, seed=config.seed, dtype=config.dtype)
+                batch_norm=opt_spec.batch_norm, seed=config.seed, dtype=config.dtype)
     rng = batch_rng(config.seed)
     per_epoch = (_updates_per_epoch(optimizer, n, rng)
                  if config.schedule == "step" and config.step_every == 0 else 1)

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+import harness  # for harness.__file__ at call time (the package is initialised by then)
+
 __all__ = ["fingerprint", "data_home", "atomic_save_npz"]
 
 
@@ -48,8 +50,6 @@ def data_home() -> Path:
     if env:
         home = Path(env).expanduser()
     else:
-        import harness
-
         checkout = Path(harness.__file__).resolve().parents[1] / "datasets"
         if checkout.is_dir() and os.access(checkout, os.W_OK):
             home = checkout

@@ -1,23 +1,62 @@
-"""Hook specifications: the whole surface a plugin can implement.
+"""Hook specifications: the whole surface a plugin implements, and the marker for it.
 
-Each hook receives a ``register`` callback; call it once per spec object
-(``harness.plugin.specs.OptimizerSpec`` / ``LossSpec`` / ``DatasetSpec``).
+A plugin module (or object) named by a ``harness.plugins`` entry point defines
+one or more of these functions, each decorated with :data:`hookimpl`. Every
+hook receives one argument, ``register``: call it once per spec object you
+provide. The loader calls each plugin's hooks separately, so a failure stays
+with the plugin that caused it (see docs/plugins.md, "How loading behaves").
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
 import pluggy
 
+if TYPE_CHECKING:  # annotations only: specs are imported by plugins, not needed to declare hooks
+    from harness.plugin.specs import DatasetSpec, LossSpec, OptimizerSpec
+
+__all__ = ["hookspec", "hookimpl", "HOOK_NAMES"]
+
 hookspec = pluggy.HookspecMarker("harness")
+"""Marks the hook specifications below (harness's own use)."""
+
+hookimpl = pluggy.HookimplMarker("harness")
+"""Marks a plugin's hook implementation: ``@hookimpl def register_optimizers(register): ...``."""
 
 
 @hookspec
-def register_optimizers(register):
-    """Register optimizers: call ``register(OptimizerSpec(...))`` for each."""
+def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
+    """Register optimizers: call ``register(OptimizerSpec(...))`` once for each.
+
+    Called once per command that needs plugins (``harness plugins``, ``list``,
+    ``run``, ``sweep``), right after the plugin is imported; keep it cheap
+    (build nothing heavy: that belongs in the spec's ``factory``).
+
+    If this raises (anything, ``SystemExit`` included) or calls ``register``
+    with something that is not an ``OptimizerSpec`` or a name already taken,
+    the whole plugin is reported as failed by ``harness plugins`` and none of
+    its specs are used; the other plugins still load. Under
+    ``HARNESS_STRICT_PLUGINS=1`` the failure is fatal.
+    """
 
 
 @hookspec
-def register_losses(register):
-    """Register losses: call ``register(LossSpec(...))`` for each."""
+def register_losses(register: Callable[[LossSpec], None]) -> None:
+    """Register losses: call ``register(LossSpec(...))`` once for each.
+
+    Called like :func:`register_optimizers`, with the same failure rules.
+    """
 
 
 @hookspec
-def register_datasets(register):
-    """Register datasets: call ``register(DatasetSpec(...))`` for each."""
+def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
+    """Register datasets: call ``register(DatasetSpec(...))`` once for each.
+
+    Called like :func:`register_optimizers`, with the same failure rules. Do
+    not load the data here: ``DatasetSpec.load`` is called only when a run
+    needs it.
+    """
+
+
+HOOK_NAMES = ("register_optimizers", "register_losses", "register_datasets")
+"""Every hook name, in the order the loader calls them."""

@@ -5,44 +5,54 @@ pyproject exactly as third-party packages declare theirs. Each call to
 :func:`load_registry` builds a fresh ``pluggy.PluginManager`` (pytest's way),
 so nothing is global and tests stay isolated.
 
-Rules (docs/plugins.md):
+Plugins are taken one at a time (built-ins first, then by entry-point name):
+import, ``pm.register``, ``pm.check_pending`` (misspelt hook names), then each
+hook called through pluggy for that plugin alone (``pm.subset_hook_caller``),
+so every fault is charged to the plugin that caused it. Rules
+(docs/plugins.md, "How loading behaves"):
 
-* a plugin that fails to import, whose hook raises, or that registers a bad
-  spec is recorded in ``Registry.failures`` and the rest still load;
-  ``HARNESS_STRICT_PLUGINS=1`` makes any such failure fatal;
-* a hook implementation whose name matches no spec is such a failure too
-  (``check_pending``), with a close-match hint;
-* two plugins registering the same name is always an error naming both;
+* a plugin that fails to import (``SystemExit`` and ``KeyboardInterrupt``
+  included), whose hook raises, that registers a bad spec, or that registers
+  a name an earlier plugin took is recorded in ``Registry.failures`` with none
+  of its specs used, and the rest still load; ``HARNESS_STRICT_PLUGINS=1``
+  makes any such failure fatal;
+* a function named like a hook but lacking ``@hookimpl`` is ignored with a
+  warning (``Registry.warnings``), fatal in strict mode;
+* anything a plugin prints while loading goes to stderr, never stdout;
 * ``HARNESS_DISABLE_PLUGIN_AUTOLOAD=1`` loads only the built-ins.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
-import traceback
+import sys
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Callable, Iterator, Optional
 
 import pluggy
 
-from harness.plugin import hookspecs
-from harness.plugin.specs import DatasetSpec, LossSpec, OptimizerSpec
 from harness.errors import PluginError, unknown
+from harness.plugin import hookspecs
+from harness.plugin.faults import full_traceback, last_line, origin
+from harness.plugin.specs import SINGULAR, SPEC_TYPES, DatasetSpec, LossSpec, OptimizerSpec
+
+__all__ = ["GROUP", "DISTRIBUTION", "KINDS", "PluginInfo", "LoadFailure", "Registry", "load_registry", "env_flag"]
 
 GROUP = "harness.plugins"
 DISTRIBUTION = "harness-gd"
-KINDS = {"optimizers": OptimizerSpec, "losses": LossSpec, "datasets": DatasetSpec}
-SINGULAR = {"optimizers": "optimizer", "losses": "loss", "datasets": "dataset"}
+KINDS = SPEC_TYPES
+"""Plural kind name -> spec type (``optimizers``, ``losses``, ``datasets``)."""
+
+# What a plugin may raise and still be only "a failed plugin": ordinary errors, plus
+# sys.exit() and KeyboardInterrupt raised by plugin code (issue 12: they must not end harness).
+PLUGIN_FAULTS = (Exception, SystemExit, KeyboardInterrupt)
 
 
-def _env_flag(name: str) -> bool:
+def env_flag(name: str) -> bool:
+    """True when the environment variable ``name`` is 1/true/yes/on."""
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _last_line(exc: BaseException) -> str:
-    lines = traceback.format_exception_only(type(exc), exc)
-    text = "".join(lines).strip().splitlines()
-    return text[-1] if text else type(exc).__name__
 
 
 @dataclass
@@ -63,37 +73,45 @@ class PluginInfo:
 
 @dataclass
 class LoadFailure:
-    """A plugin that could not be used, and why (the error's last line)."""
+    """A plugin that could not be used: why (one line), where it was raised, the full traceback."""
 
     name: str
     distribution: str
     version: str
     error: str
+    raised_in: str = ""
+    traceback: str = ""
 
     def __str__(self) -> str:
-        return f"plugin {self.name!r} ({self.distribution} {self.version}) failed: {self.error}"
+        where = f" (raised in {self.raised_in})" if self.raised_in else ""
+        return f"plugin {self.name!r} ({self.distribution} {self.version}) failed: {self.error}{where}"
 
-    def to_dict(self) -> dict:
-        return {"name": self.name, "distribution": self.distribution, "version": self.version,
-                "error": self.error}
+    def to_dict(self, traceback: bool = False) -> dict:
+        """Plain JSON fields; the full traceback only when asked (it is long and holds local paths)."""
+        d = {"name": self.name, "distribution": self.distribution, "version": self.version,
+             "error": self.error, "raised_in": self.raised_in}
+        if traceback:
+            d["traceback"] = self.traceback
+        return d
 
 
 @dataclass
 class Registry:
-    """Everything the plugins registered, by kind and name."""
+    """Everything the plugins registered, by kind and name, and what went wrong loading them."""
 
     optimizers: dict = field(default_factory=dict)
     losses: dict = field(default_factory=dict)
     datasets: dict = field(default_factory=dict)
     plugins: list = field(default_factory=list)
     failures: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
 
     def kind(self, kind: str) -> dict:
         if kind not in KINDS:
             raise unknown("kind", kind, KINDS)
         return getattr(self, kind)
 
-    def get(self, kind: str, name: str):
+    def get(self, kind: str, name: str) -> Any:
         """The spec registered under ``name``; a UsageError with suggestions otherwise."""
         table = self.kind(kind)
         if name not in table:
@@ -110,7 +128,11 @@ class Registry:
         return self.get("datasets", name)
 
 
-def _entry_points(autoload: bool):
+class _Rejected(Exception):
+    """A plugin is unusable for a reason found by the loader itself (not raised by plugin code)."""
+
+
+def _entry_points(autoload: bool) -> Iterator[tuple[EntryPoint, str, str]]:
     eps = sorted(entry_points(group=GROUP), key=lambda ep: (ep.dist.name != DISTRIBUTION if ep.dist else True, ep.name))
     for ep in eps:
         dist = ep.dist.name if ep.dist else "?"
@@ -119,91 +141,116 @@ def _entry_points(autoload: bool):
         yield ep, dist, (ep.dist.version if ep.dist else "?")
 
 
-def _pending_error(pm: pluggy.PluginManager, plugin) -> str | None:
-    """The misspelt hook names of ``plugin``, with a suggestion, or None."""
-    specs = [name for name in dir(hookspecs) if name.startswith("register_")]
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> str:
+    """The plugin's hook names that match no spec, each with a close-match suggestion."""
     bad = []
-    for caller_name, caller in vars(pm.hook).items():
-        if not isinstance(caller, pluggy.HookCaller) or caller.spec is not None:
+    for caller in pm.get_hookcallers(plugin) or ():
+        if caller.has_spec():
             continue
-        if any(impl.plugin is plugin for impl in caller.get_hookimpls()):
-            close = difflib.get_close_matches(caller_name, specs, n=1)
-            bad.append(f"hook {caller_name!r} matches no hook spec"
-                       + (f" (did you mean {close[0]!r}?)" if close else ""))
-    return "; ".join(bad) or None
+        close = difflib.get_close_matches(caller.name, hookspecs.HOOK_NAMES, n=1)
+        bad.append(f"hook {caller.name!r} matches no hook spec" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return "; ".join(bad)
 
 
-def load_registry(*, strict: bool | None = None, autoload: bool | None = None) -> Registry:
-    """Build a fresh plugin manager, load every plugin and collect what they register."""
-    strict = _env_flag("HARNESS_STRICT_PLUGINS") if strict is None else strict
-    autoload = (not _env_flag("HARNESS_DISABLE_PLUGIN_AUTOLOAD")) if autoload is None else autoload
-    pm = pluggy.PluginManager("harness")
-    pm.add_hookspecs(hookspecs)
-    reg = Registry()
-
-    def fail(name, dist, version, error):
-        failure = LoadFailure(name, dist, version, error)
-        if strict:
-            raise PluginError(f"{failure} (HARNESS_STRICT_PLUGINS=1)")
-        reg.failures.append(failure)
-
-    loaded = []
-    for ep, dist, version in _entry_points(autoload):
-        try:
-            obj = ep.load()
-            pm.register(obj, name=ep.name)
-        except Exception as exc:  # a broken plugin must not stop the rest
-            fail(ep.name, dist, version, _last_line(exc))
-            continue
-        problem = _pending_error(pm, obj)
-        if problem:
-            pm.unregister(obj)
-            fail(ep.name, dist, version, problem)
-            continue
-        info = PluginInfo(ep.name, getattr(obj, "__name__", repr(obj)), dist, version,
-                          builtin=dist == DISTRIBUTION)
-        loaded.append((obj, info))
-
-    owners: dict = {}
-    for obj, info in loaded:
-        staged = {k: {} for k in KINDS}
-        try:
-            for kind, spec_type in KINDS.items():
-                hook = getattr(pm.hook, f"register_{kind}")
-                for impl in hook.get_hookimpls():
-                    if impl.plugin is not obj:
-                        continue
-                    impl.function(register=_collector(kind, spec_type, staged[kind], info.name))
-        except PluginError:
-            raise
-        except Exception as exc:
-            fail(info.name, info.distribution, info.version, _last_line(exc))
-            continue
-        for kind, specs in staged.items():
-            table = reg.kind(kind)
-            for name, spec in specs.items():
-                if name in table:
-                    first = owners[(kind, name)]
-                    raise PluginError(
-                        f"{SINGULAR[kind]} {name!r} is registered twice: by plugin {first.name!r} "
-                        f"({first.distribution}) and by plugin {info.name!r} ({info.distribution})")
-                table[name] = spec
-                owners[(kind, name)] = info
-                info.registered[kind].append(name)
-        reg.plugins.append(info)
-    return reg
+def _unmarked_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    """Functions named like a hook spec that lack ``@hookimpl`` (pluggy ignores them)."""
+    return [name for name in hookspecs.HOOK_NAMES
+            if callable(getattr(plugin, name, None)) and pm.parse_hookimpl_opts(plugin, name) is None]
 
 
-def _collector(kind: str, spec_type: type, into: dict, plugin: str):
-    def register(spec):
+def _collector(kind: str, into: dict, plugin: str) -> Callable[[Any], None]:
+    """The ``register`` callback one plugin's ``register_<kind>`` hook receives."""
+    spec_type = KINDS[kind]
+
+    def register(spec: Any) -> None:
         if not isinstance(spec, spec_type):
-            raise TypeError(f"register_{kind} expects {spec_type.__name__}, got {type(spec).__name__}")
+            raise _Rejected(f"register_{kind} expects {spec_type.__name__}, got {type(spec).__name__}")
         if not isinstance(spec.name, str) or not spec.name or spec.name != spec.name.strip() or " " in spec.name:
-            raise ValueError(f"{spec_type.__name__} name must be a non-empty word, got {spec.name!r}")
+            raise _Rejected(f"{spec_type.__name__} name must be a non-empty word, got {spec.name!r}")
         if not isinstance(spec.description, str) or "\n" in spec.description.strip():
-            raise ValueError(f"{kind[:-1]} {spec.name!r}: description must be one line")
+            raise _Rejected(f"{SINGULAR[kind]} {spec.name!r}: description must be one line")
         if spec.name in into:
-            raise PluginError(f"{SINGULAR[kind]} {spec.name!r} is registered twice by plugin {plugin!r}")
+            raise _Rejected(f"{SINGULAR[kind]} {spec.name!r} is registered twice by plugin {plugin!r}")
         into[spec.name] = spec
 
     return register
+
+
+def _call_hooks(pm: pluggy.PluginManager, plugin: object, name: str) -> dict[str, dict]:
+    """Call every hook of ``plugin`` alone, through pluggy; what it registered, by kind."""
+    others = [p for p in pm.get_plugins() if p is not plugin]
+    staged: dict[str, dict] = {kind: {} for kind in KINDS}
+    for kind in KINDS:
+        caller = pm.subset_hook_caller(f"register_{kind}", remove_plugins=others)
+        caller(register=_collector(kind, staged[kind], name))
+    return staged
+
+
+def load_registry(*, strict: Optional[bool] = None, autoload: Optional[bool] = None) -> Registry:
+    """Build a fresh plugin manager, load every plugin and collect what they register."""
+    strict = env_flag("HARNESS_STRICT_PLUGINS") if strict is None else strict
+    autoload = (not env_flag("HARNESS_DISABLE_PLUGIN_AUTOLOAD")) if autoload is None else autoload
+    pm = pluggy.PluginManager("harness")
+    pm.add_hookspecs(hookspecs)
+    reg = Registry()
+    owners: dict[tuple[str, str], PluginInfo] = {}
+
+    def fail(ep: EntryPoint, dist: str, version: str, exc: BaseException, message: str = "") -> None:
+        failure = LoadFailure(ep.name, dist, version, message or last_line(exc), traceback=full_traceback(exc))
+        if not message:
+            module, owner = origin(exc)
+            if module and module != ep.module:
+                failure.raised_in = f"module {module!r}" + (f" of {owner}" if owner and owner.split()[0] != dist else "")
+        if strict:
+            if env_flag("HARNESS_DEBUG"):
+                print(failure.traceback, file=sys.stderr)
+            raise PluginError(f"{failure} (HARNESS_STRICT_PLUGINS=1)") from exc
+        reg.failures.append(failure)
+
+    # A plugin's print() at import or in a hook must not corrupt `harness plugins --json`.
+    with contextlib.redirect_stdout(sys.stderr):
+        for ep, dist, version in _entry_points(autoload):
+            try:
+                obj = ep.load()
+                pm.register(obj, name=ep.name)
+            except PLUGIN_FAULTS as exc:
+                fail(ep, dist, version, exc)
+                continue
+            try:
+                pm.check_pending()
+            except pluggy.PluginValidationError as exc:
+                problem = _unknown_hooks(pm, obj) or last_line(exc)
+                pm.unregister(obj)
+                fail(ep, dist, version, exc, problem)
+                continue
+            for hook in _unmarked_hooks(pm, obj):
+                warning = (f"plugin {ep.name!r} ({dist} {version}): function {hook!r} lacks @hookimpl "
+                           f"and is ignored (decorate it with harness.plugin.hookimpl)")
+                if strict:
+                    raise PluginError(f"{warning} (HARNESS_STRICT_PLUGINS=1)")
+                reg.warnings.append(warning)
+            info = PluginInfo(ep.name, getattr(obj, "__name__", repr(obj)), dist, version, builtin=dist == DISTRIBUTION)
+            try:
+                staged = _call_hooks(pm, obj, ep.name)
+                for kind, specs in staged.items():
+                    for spec_name in specs:
+                        first = owners.get((kind, spec_name))
+                        if first is not None:
+                            raise _Rejected(
+                                f"{SINGULAR[kind]} {spec_name!r} is already registered by plugin {first.name!r} "
+                                f"({first.distribution}); plugin {info.name!r} ({info.distribution}) is not used")
+            except _Rejected as exc:
+                pm.unregister(obj)
+                fail(ep, dist, version, exc, str(exc))
+                continue
+            except PLUGIN_FAULTS as exc:
+                pm.unregister(obj)
+                fail(ep, dist, version, exc)
+                continue
+            for kind, specs in staged.items():
+                for spec_name, spec in specs.items():
+                    reg.kind(kind)[spec_name] = spec
+                    owners[(kind, spec_name)] = info
+                    info.registered[kind].append(spec_name)
+            reg.plugins.append(info)
+    return reg

@@ -17,7 +17,7 @@ Division of labour (see docs/plugins.md):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -34,7 +34,15 @@ __all__ = [
     "Dataset",
     "DatasetUnavailable",
     "Refused",
+    "CheckContext",
+    "Check",
+    "SPEC_TYPES",
+    "SINGULAR",
+    "resolve_params",
 ]
+
+SINGULAR = {"optimizers": "optimizer", "losses": "loss", "datasets": "dataset"}
+"""The one map between a kind's plural (hook and registry tables) and singular (messages, ``--set``) names."""
 
 
 class DatasetUnavailable(HarnessError, RuntimeError):
@@ -55,7 +63,9 @@ class Param:
     """One hyper-parameter: its name, default, one-line help and allowed values.
 
     The type is the type of ``default`` (bool, int, float or str). ``choices``
-    restricts the values; ``low``/``high`` bound numbers (inclusive).
+    restricts the values; ``low``/``high`` bound numbers, inclusive unless
+    ``low_exclusive``/``high_exclusive`` is set (``Param("beta1", 0.9, low=0.0,
+    high=1.0, high_exclusive=True)`` accepts 0 <= beta1 < 1).
     """
 
     name: str
@@ -64,6 +74,8 @@ class Param:
     choices: Optional[tuple] = None
     low: Optional[float] = None
     high: Optional[float] = None
+    low_exclusive: bool = False
+    high_exclusive: bool = False
 
     @property
     def type(self) -> type:
@@ -72,6 +84,7 @@ class Param:
     def parse(self, value: Any) -> Any:
         """Coerce ``value`` (possibly a CLI string) to this param's type, or raise UsageError (a ValueError)."""
         kind = self.type
+        out: Any
         if kind is bool:
             if isinstance(value, bool):
                 out = value
@@ -106,10 +119,12 @@ class Param:
             raise UsageError(
                 f"{self.name}: {out!r} is not one of {', '.join(map(str, self.choices))}"
             )
-        if self.low is not None and out < self.low:
-            raise UsageError(f"{self.name}: {out!r} is below the minimum {self.low}")
-        if self.high is not None and out > self.high:
-            raise UsageError(f"{self.name}: {out!r} is above the maximum {self.high}")
+        if self.low is not None and (out <= self.low if self.low_exclusive else out < self.low):
+            bound = "must be above" if self.low_exclusive else "is below the minimum"
+            raise UsageError(f"{self.name}: {out!r} {bound} {self.low}")
+        if self.high is not None and (out >= self.high if self.high_exclusive else out > self.high):
+            bound = "must be below" if self.high_exclusive else "is above the maximum"
+            raise UsageError(f"{self.name}: {out!r} {bound} {self.high}")
         return out
 
     def to_dict(self) -> dict:
@@ -120,6 +135,10 @@ class Param:
             d["low"] = self.low
         if self.high is not None:
             d["high"] = self.high
+        if self.low_exclusive:
+            d["low_exclusive"] = True
+        if self.high_exclusive:
+            d["high_exclusive"] = True
         return d
 
 
@@ -144,11 +163,14 @@ class Optimizer(Protocol):
     randomness only from ``rng`` so a seed reproduces the run bit for bit.
 
     ``step`` updates ``params`` in place from ``grads`` (mean gradient over the
-    batch) with learning rate ``lr``. Arrays are matched by position and keep
-    their shapes (1-D bias vectors included).
+    batch) with learning rate ``lr`` (the schedule is already applied). Arrays
+    are matched by position and keep their shapes (1-D bias vectors included);
+    the engine passes the same list objects holding the same arrays, in the
+    same order, at every step of a run, so state may be kept per position.
+    Under ``dtype="float32"`` params and grads are float32 (``lr`` is a float).
+    Whether the network uses batch normalisation is declared by the spec
+    (``OptimizerSpec(batch_norm=True)``), not by this object.
     """
-
-    uses_batch_norm: bool
 
     def batches(self, n_samples: int, rng: np.random.Generator) -> Iterable[np.ndarray]: ...
 
@@ -163,8 +185,15 @@ class Loss(Protocol):
     ``loss_grad(logits, y, grad_out)`` returns the mean loss over the batch and
     writes d(mean loss)/d(logits) into ``grad_out`` (same shape as ``logits``).
     ``per_sample(logits, y)`` returns one loss value per row.
-    ``predict_proba(logits)`` returns class probabilities (n, n_classes).
-    ``y`` holds integer labels 0..K-1. All must stay finite for logits of +-1e4.
+    ``predict_proba(logits)`` returns class probabilities (n, n_classes)
+    (a loss without a probabilistic reading returns any non-negative scores
+    whose row-wise argmax is the predicted class, normalised to sum to 1).
+    ``y`` holds integer labels 0..K-1. All must stay finite for logits of +-1e4
+    and must not modify ``logits`` or ``y``.
+
+    Optional fast path: ``loss_grad_one(z, label, grad) -> float`` on one
+    sample's 1-D logits ``z`` (``label`` an int), writing into 1-D ``grad``;
+    it must equal ``loss_grad(z[None], np.array([label]), grad[None])``.
     """
 
     n_outputs: int
@@ -181,35 +210,69 @@ class Dataset:
     """Raw data as a dataset plugin returns it, before split and standardisation.
 
     ``X`` is (n, d) float64, ``y`` is (n,) int64 with labels 0..K-1, and
-    ``class_names[k]`` names label k. ``fingerprint`` changes when the recipe or
-    the source data change (used by caches and the sweep manifest).
+    ``class_names[k]`` (a tuple of str) names label k. ``source`` is a one-line
+    str saying where the data comes from (shown by ``harness list datasets``).
+    ``fingerprint`` is a str that changes when the recipe or the source data
+    change (used by caches and the sweep manifest; ``harness.plugin.fingerprint``
+    makes one); empty means "derive it from the arrays".
     """
 
     X: np.ndarray
     y: np.ndarray
-    class_names: tuple
+    class_names: tuple[str, ...]
     source: str = ""
     fingerprint: str = ""
 
 
+# --------------------------------------------------------------------------- check
+@dataclass(frozen=True)
+class CheckContext:
+    """What a spec's ``check(context)`` sees of the run it may refuse.
+
+    Names of the three plugins; each one's hyper-parameters fully resolved
+    (defaults filled in, values parsed) as read-only mappings; and the engine
+    settings a refusal may depend on. ``batch_norm`` is the optimizer spec's
+    declaration; ``lr`` is the base learning rate before the schedule.
+    """
+
+    dataset: str
+    loss: str
+    optimizer: str
+    optimizer_params: Mapping[str, Any]
+    loss_params: Mapping[str, Any]
+    dataset_params: Mapping[str, Any]
+    hidden: tuple[int, ...]
+    batch_norm: bool
+    lr: float
+    schedule: str
+    epochs: int
+    dtype: str
+
+
+Check = Callable[[CheckContext], Optional[str]]
+"""``check(context) -> reason or None``: a reason makes the run refused (a sweep cell ``skipped``)."""
+
+
 # --------------------------------------------------------------------------- specs
-Check = Callable[[Any], Optional[str]]
 
 
 @dataclass(frozen=True)
 class OptimizerSpec:
     """What an optimizer plugin registers.
 
-    ``factory(**hyperparams) -> Optimizer``. ``check(config)`` returns a reason
+    ``factory(**hyperparams) -> Optimizer``. ``check(context)`` returns a reason
     string when the combination cannot run (it is then skipped, not run).
+    ``batch_norm=True`` asks the engine for a network with batch normalisation
+    after each hidden layer (the engine refuses it without a hidden layer).
     """
 
     name: str
     description: str
     factory: Callable[..., Optimizer]
-    params: tuple = ()
+    params: tuple[Param, ...] = ()
     check: Optional[Check] = None
     kind: str = "optimizer"
+    batch_norm: bool = False
 
 
 @dataclass(frozen=True)
@@ -223,7 +286,7 @@ class LossSpec:
     name: str
     description: str
     factory: Callable[..., Loss]
-    params: tuple = ()
+    params: tuple[Param, ...] = ()
     check: Optional[Check] = None
     kind: str = "loss"
 
@@ -239,9 +302,10 @@ class DatasetSpec:
     name: str
     description: str
     load: Callable[..., Dataset]
-    params: tuple = ()
+    params: tuple[Param, ...] = ()
     check: Optional[Check] = None
     kind: str = "dataset"
 
 
-Spec = OptimizerSpec | LossSpec | DatasetSpec
+SPEC_TYPES: dict[str, type[Any]] = {"optimizers": OptimizerSpec, "losses": LossSpec, "datasets": DatasetSpec}
+"""The spec type each ``register_<kind>`` hook accepts, by plural kind name."""

@@ -27,6 +27,7 @@ from typing import Iterable, Mapping, Sequence
 
 from harness.sweep.config import RUN_PARAMS, TUNE_METRICS, SweepConfig, schedule_combinations
 from harness.learning.runconfig import RunConfig
+from harness.learning.checks import refusal
 from harness.plugin.specs import resolve_params
 
 __all__ = ["Cell", "Group", "Plan", "cell_id", "build_plan", "select_lr", "final_cells", "format_plan"]
@@ -160,20 +161,8 @@ def _engine_check(config: RunConfig) -> str | None:
 
 
 def _check(specs: Iterable, config: RunConfig) -> str | None:
-    """The first refusal of the engine or of the specs' ``check(config)``, or None."""
-    reason = _engine_check(config)
-    if reason:
-        return reason
-    for spec in specs:
-        if spec.check is None:
-            continue
-        try:
-            reason = spec.check(config)
-        except Exception as exc:  # a buggy check must not stop the plan
-            reason = f"{spec.kind} {spec.name!r} check raised {type(exc).__name__}: {exc}"
-        if reason:
-            return str(reason)
-    return None
+    """The first refusal: the schedule's, then ``harness.learning.checks.refusal`` (engine rule, plugin checks)."""
+    return _engine_check(config) or refusal(specs, config)
 
 
 def _preprocess_params() -> tuple:

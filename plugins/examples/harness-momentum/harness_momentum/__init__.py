@@ -5,14 +5,15 @@ it through the ``harness.plugins`` entry point in this package's pyproject.
 """
 import numpy as np
 
-import harness
-from harness.plugin.specs import LossSpec, OptimizerSpec, Param
+from harness.plugin import LossSpec, OptimizerSpec, Param, hookimpl
 
 
 class Momentum:
-    """Mini-batch GD with heavy-ball momentum: v <- mu v - lr g; w <- w + v."""
+    """Mini-batch GD with heavy-ball momentum: v <- mu v - lr g; w <- w + v.
 
-    uses_batch_norm = False
+    The velocity is kept per position: the engine passes the same parameter
+    arrays in the same order at every step of a run.
+    """
 
     def __init__(self, momentum: float = 0.9, batch_size: int = 32):
         self.momentum = momentum
@@ -78,7 +79,7 @@ MOMENTUM = OptimizerSpec(
     name="momentum",
     description="mini-batch GD with heavy-ball momentum (v <- mu v - lr g; w <- w + v)",
     factory=Momentum,
-    params=(Param("momentum", 0.9, "momentum coefficient mu", low=0.0, high=0.999),
+    params=(Param("momentum", 0.9, "momentum coefficient mu", low=0.0, high=1.0, high_exclusive=True),
             Param("batch_size", 32, "samples per update", low=1)),
 )
 
@@ -90,11 +91,11 @@ FOCAL = LossSpec(
 )
 
 
-@harness.hookimpl
+@hookimpl
 def register_optimizers(register):
     register(MOMENTUM)
 
 
-@harness.hookimpl
+@hookimpl
 def register_losses(register):
     register(FOCAL)

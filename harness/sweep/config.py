@@ -221,6 +221,13 @@ class _Tree:
                 parts = [parts[0], ALL, parts[1]]
             elif len(parts) > 3:       # a plugin name with dots; params have none
                 parts = [parts[0], ".".join(parts[1:-1]), parts[-1]]
+        if parts[0] in PLUGIN_KINDS and parts[1] == ALL and isinstance(self.tree.get(parts[0]), dict):
+            # the command line wins over the file: `optimizer.batch_size` replaces the file's
+            # `[optimizer.minibatch] batch_size` too (a later --set for one plugin still wins over it)
+            for name, table in self.tree[parts[0]].items():
+                if name != ALL and isinstance(table, dict) and parts[2] in table \
+                        and not isinstance(table[parts[2]], _CliGrid):
+                    self.replaced.append(((parts[0], name, parts[2]), table.pop(parts[2])))
         node = self.tree
         for part in parts[:-1]:
             nxt = node.setdefault(part, {})

@@ -13,9 +13,9 @@ Run every combination of datasets x losses x optimizers x hyper-parameter grid x
 seeds, tune each optimizer's learning rate on the validation split, store every
 cell as it finishes and write the report to OUT/NAME/index.html.
 
-With no arguments it runs the default sweep (harness/presets/default.toml: the
+With no arguments it runs the default sweep (harness/sweep/presets/default.toml: the
 five built-in optimizers x ce, bce, wce x digits, breast_cancer,
-face-vs-background, 3 seeds; about 3 minutes with --jobs 2 on 2 cores).
+face-vs-background, 3 seeds; about 2 minutes with --jobs 2 on 2 cores).
 Command-line options override the config file key by key."""
 
 EPILOG = """\

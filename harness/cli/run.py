@@ -12,6 +12,7 @@ import sys
 
 from harness.errors import HarnessError, UsageError
 from harness.learning.runconfig import RUN_PARAMS, SEED
+from harness.plugin.loader import load_registry
 from harness.plugin.specs import DatasetUnavailable, Refused
 from harness.sweep.config import load_run_settings, settings_help
 from harness.sweep.plan import single_run
@@ -106,9 +107,8 @@ def _print_header(config: RunConfig) -> None:
 
 
 def execute(args) -> int:
-    # loaded here, not at import, so that `harness --help` does not load plugins or the trainer
+    # the trainer (pandas) loads here, not at import, so that `harness --help` stays fast
     from harness.learning.trainer import single_thread_blas, train
-    from harness.plugin.loader import load_registry
 
     registry = load_registry()
     config = build_config(args, registry)

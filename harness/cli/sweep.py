@@ -6,6 +6,7 @@ import sys
 
 from harness.cli.run import add_setting_options, setting_overrides
 from harness.errors import HarnessError
+from harness.plugin.loader import load_registry
 from harness.sweep.config import MAX_SEEDS, TIMEOUT, load_config, settings_help
 
 DESCRIPTION = """\
@@ -82,8 +83,7 @@ def configure(parser):
 
 
 def execute(args) -> int:
-    # loaded here, not at import, so that `harness --help` does not load plugins, pandas or the executors
-    from harness.plugin.loader import load_registry
+    # the runner (pandas, pyarrow, joblib) loads here, not at import, so that `harness --help` stays fast
     from harness.sweep.runner import run_sweep
 
     registry = load_registry()

@@ -28,11 +28,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from harness.errors import UsageError, unknown
+from harness.errors import HarnessError, UsageError, unknown
 from harness.learning.runconfig import RUN, RUN_PARAMS, SEED, parse_hidden, parse_schedule, split_schedule
 from harness.learning.schedules import validate as validate_schedule
 from harness.learning.split import PREPROCESS_PARAMS, load_dataset, split_indices
-from harness.plugin.specs import DatasetUnavailable, Param
+from harness.plugin.specs import Param
 
 __all__ = ["SweepConfig", "TUNE_METRICS", "MAX_SEEDS", "MIN_PER_CLASS", "load_config", "load_run_settings",
            "parse_set", "preset_path", "settings_help"]
@@ -610,10 +610,10 @@ def _check_splits(config: SweepConfig, registry) -> None:
             try:
                 raw = load_dataset(name, registry, **point)
                 parts = split_indices(name, 0, registry, **point)
-            except DatasetUnavailable:
-                continue   # reported by the sweep before it writes anything
             except UsageError as exc:
                 raise UsageError(f"dataset {name} with {_point(point)}: {exc}") from None
+            except HarnessError:   # DatasetUnavailable or a broken plugin: the sweep reports it before writing
+                continue
             val_fraction = point.get("val_fraction", PREPROCESS_PARAMS[1].default)
             y = raw.y
             for part, idx in zip(("train", "val", "test"), parts):

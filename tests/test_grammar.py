@@ -177,3 +177,13 @@ def test_short_plugin_key_applies_to_every_selected_plugin_that_has_it(registry)
 def test_short_plugin_key_unknown_to_every_selected_plugin_is_an_error(registry):
     with pytest.raises(UsageError, match=r"optimizer.batch_size: unknown hyper-parameter 'batch_size'"):
         load_config(sets=["optimizer.batch_size=16"], overrides={"optimizers": "bgd"}, registry=registry)
+
+
+def test_a_real_sweeps_first_line_says_what_run_lr_did(tmp_path, capsys):
+    code = main(["sweep", "--set", "run.lr=0.1,0.2", "--datasets", "iris", "--losses", "ce", "--optimizers", "bgd",
+                 "--seeds", "1", "--epochs", "1", "--hidden", "none", "--jobs", "1", "--out", str(tmp_path), "--name", "lr",
+                 "--quiet", "--no-report"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.splitlines()[0] == ("run.lr=0.1,0.2 given: every optimizer tunes its learning rate over this grid; "
+                                   "[tune.lr] ignored")

@@ -11,7 +11,7 @@ import re
 import sys
 
 from harness.errors import HarnessError, UsageError
-from harness.learning.runconfig import RUN_PARAMS, SEED
+from harness.learning.runconfig import RUN_PARAMS, SEED, RunConfig
 from harness.plugin.loader import load_registry
 from harness.plugin.specs import DatasetUnavailable, Refused
 from harness.sweep.config import load_run_settings, settings_help
@@ -84,7 +84,7 @@ def configure(parser):
     parser.add_argument("--csv", metavar="PATH", help="also write the per-epoch records to this CSV file")
 
 
-def build_config(args, registry):
+def build_config(args, registry) -> RunConfig:
     """The fully resolved RunConfig, by the grammar and builder a sweep uses."""
     overrides = setting_overrides(args)
     if overrides.get("hidden") and _OLD_HIDDEN.match(overrides["hidden"]):

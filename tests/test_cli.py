@@ -74,10 +74,11 @@ def test_broken_third_party_plugin_is_listed_and_the_rest_still_work(fake_dist):
                      ep_name="broken", version="0.3")
     env = {"PYTHONPATH": str(root)}
     out = run_cli("plugins", "--json", env=env)
-    assert out.returncode == 0
+    assert out.returncode == 1   # a failed plugin makes `plugins` exit non-zero
     doc = json.loads(out.stdout)
     assert doc["failures"] == [{"name": "broken", "distribution": "harness-broken", "version": "0.3",
-                                "error": "ModuleNotFoundError: No module named 'no_such_module_xyz'"}]
+                                "error": "ModuleNotFoundError: No module named 'no_such_module_xyz'",
+                                "raised_in": ""}]
     assert any(p["name"] == "optimizers" for p in doc["plugins"])
     listed = run_cli("list", "losses", env=env)
     assert listed.returncode == 0 and "ce:" in listed.stdout

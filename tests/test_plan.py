@@ -42,7 +42,7 @@ def test_expansion_counts_and_skips(registry):
     ids = [c.id for c in plan.tune + plan.final]
     assert len(ids) == len(set(ids))
     text = format_plan(plan)
-    assert "SKIPPED: batch normalisation needs a hidden layer" in text
+    assert "SKIPPED: optimizer 'minibatch-bn': batch normalisation needs a hidden layer" in text
     assert "cells to train" in text
 
 

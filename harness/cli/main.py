@@ -44,7 +44,7 @@ def build_parser() -> Parser:
         description="Benchmark gradient-descent optimizers and classification losses on real data. "
         "Optimizers, losses and datasets are plugins (see `harness plugins`).",
         epilog="Start with `python -m harness sweep` (the default sweep on embedded data, "
-        "about 3 minutes on 2 cores); `python -m harness COMMAND --help` explains each command.",
+        "about 2 minutes on 2 cores); `python -m harness COMMAND --help` explains each command.",
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
@@ -56,9 +56,24 @@ def build_parser() -> Parser:
     return parser
 
 
+# a value that starts like a negative number or list (-1,2): argparse would take it for an option
+_NEGATIVE_VALUE = re.compile(r"^-\d[\d.eE+\-]*(,[\s\d.eE+\-]*)*$")
+
+
+def join_negative_values(argv: list) -> list:
+    """``--seeds -1,2`` -> ``--seeds=-1,2``, so the value reaches validation ("seeds must be >= 0")."""
+    out: list = []
+    for token in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and _NEGATIVE_VALUE.match(token):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(list(sys.argv[1:] if argv is None else argv)))
     module = importlib.import_module(f"harness.cli.{args._module}")
     try:
         return int(module.execute(args) or 0)

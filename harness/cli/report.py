@@ -43,6 +43,8 @@ def _sweep_dir(text: str) -> Path:
 
 def execute(args) -> int:
     sweep_dir = _sweep_dir(args.dir)
+    # pandas, pyarrow and matplotlib load here, not at import, so that `harness --help` stays fast
+    from harness.report import build_report
     from harness.results.store import read_results
 
     try:
@@ -52,7 +54,6 @@ def execute(args) -> int:
     if results is None or len(results) == 0:
         raise HarnessError(f"no stored results in {sweep_dir} (expected {sweep_dir / 'results'}/*.parquet "
                            "written by `python -m harness sweep`)")
-    from harness.report import build_report
 
     try:
         page = build_report(sweep_dir, results=results)

@@ -6,16 +6,33 @@ comparable. ``--csv`` also writes the full records (harness.results.schema colum
 """
 from __future__ import annotations
 
-import math
-from dataclasses import fields
+import argparse
+import re
+import sys
 
-from harness.plugin.specs import DatasetUnavailable, Refused, resolve_params
-from harness.learning.runconfig import RunConfig
-from harness.errors import HarnessError, UsageError, unknown
-from harness.learning.schedules import SCHEDULES
+from harness.errors import HarnessError, UsageError
+from harness.learning.runconfig import RUN_PARAMS, SEED, RunConfig
+from harness.plugin.loader import load_registry
+from harness.plugin.specs import DatasetUnavailable, Refused
+from harness.sweep.config import load_run_settings, settings_help
+from harness.sweep.plan import single_run
 
-DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
-SET_KINDS = ("optimizer", "loss", "dataset")
+DESCRIPTION = """\
+Train one configuration and print a per-epoch table. The settings are the keys
+of `harness sweep` (run.*, optimizer.*, loss.*, dataset.*), one value each:
+--set run.hidden=64x32 and --hidden 64x32 are the same setting, and so are
+--set optimizer.batch_size=16 and --set optimizer.minibatch.batch_size=16 when
+the optimizer is minibatch. Grids (comma lists) are for `harness sweep`."""
+
+EPILOG = settings_help() + """
+
+exit status: 0 the run ended (done, stopped or diverged: see the status line), 2 bad usage,
+1 a failure such as unavailable data.
+
+examples:
+  python -m harness run --dataset digits --loss ce --optimizer minibatch --hidden 64x32 \\
+      --set optimizer.batch_size=16 --epochs 10
+  python -m harness run --dataset iris --loss wce --optimizer sgd --schedule inverse:0.001 --hidden none"""
 
 # (header, record column, width, format spec); floats print "nan" when undefined
 TABLE = (
@@ -30,94 +47,53 @@ TABLE = (
     ("bal_acc", "test_balanced_accuracy", 8, ".4f"),
     ("min_recall", "test_minority_recall", 10, ".4f"),
 )
-KIND_TABLE = {"optimizer": "optimizers", "loss": "losses", "dataset": "datasets"}
+_OLD_HIDDEN = re.compile(r"^\s*\d+(\s*,\s*\d+)+\s*$")   # --hidden 64,32 (before 64x32)
+
+
+def add_setting_options(parser, grids: bool) -> None:
+    """One option per engine setting (``--epochs`` is ``run.epochs``), shared by `run` and `sweep`."""
+    more = " (a comma list is a grid)" if grids else ""
+    for p in RUN_PARAMS:
+        flag = "--" + p.name.replace("_", "-")
+        if p.type is bool:
+            parser.add_argument(flag, dest=p.name, action="store_true", default=None,
+                                help=f"run.{p.name}=true: {p.help}")
+        else:
+            parser.add_argument(flag, dest=p.name, metavar="V" + (",V" if grids else ""),
+                                help=f"run.{p.name}: {p.help}{more}")
+
+
+def setting_overrides(args) -> dict:
+    """The engine settings given as dedicated options, as ``{name: text}`` (spellings of ``run.<name>``)."""
+    return {p.name: ("true" if p.type is bool else getattr(args, p.name))
+            for p in RUN_PARAMS if getattr(args, p.name) is not None}
 
 
 def configure(parser):
-    d = DEFAULTS
+    parser.description = DESCRIPTION
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--dataset", required=True, help="dataset name (see `harness list datasets`)")
     parser.add_argument("--loss", required=True, help="loss name (see `harness list losses`)")
     parser.add_argument("--optimizer", required=True, help="optimizer name (see `harness list optimizers`)")
-    parser.add_argument("--seed", type=int, default=d["seed"], help="seed of split, initial weights and batching")
-    parser.add_argument("--epochs", type=int, default=d["epochs"], help="maximum number of epochs")
-    parser.add_argument("--lr", type=float, default=d["lr"], help="initial learning rate lr0")
-    parser.add_argument("--schedule", default=d["schedule"], choices=SCHEDULES,
-                        help="learning-rate schedule; t counts updates")
-    parser.add_argument("--decay", type=float, default=d["decay"],
-                        help="k of 'inverse' lr0/(1+k t); gamma of 'step'")
-    parser.add_argument("--step-every", type=int, default=d["step_every"],
-                        help="updates between 'step' drops (0: once per epoch)")
-    parser.add_argument("--tol", type=float, default=d["tol"], help="stop when train loss <= tol (0: off)")
-    parser.add_argument("--lecture-stop", action="store_true",
-                        help="stop when train loss <= 1/sqrt(updates) (the lecture's rule)")
-    parser.add_argument("--patience", type=int, default=d["patience"],
-                        help="stop after this many epochs without train-loss improvement (0: off)")
-    parser.add_argument("--time-budget", type=float, default=d["time_budget"],
-                        help="stop after this many training seconds (0: off)")
-    parser.add_argument("--hidden", default=",".join(map(str, d["hidden"])),
-                        help="hidden layer widths, e.g. 64,32; 'none' for no hidden layer (convex)")
-    parser.add_argument("--activation", default=d["activation"], choices=("relu", "tanh", "sigmoid"))
-    parser.add_argument("--dtype", default=d["dtype"], choices=("float64", "float32"))
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KIND.PARAM=VALUE",
-                        help="a plugin hyper-parameter, e.g. optimizer.batch_size=16, "
+    parser.add_argument("--seed", default=str(SEED.default), help=SEED.help)
+    add_setting_options(parser, grids=False)
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="any key listed below, e.g. run.hidden=64x32, optimizer.batch_size=16, "
                              "loss.normalisation=lecture, dataset.imbalance=0.1 (repeatable)")
     parser.add_argument("--csv", metavar="PATH", help="also write the per-epoch records to this CSV file")
 
 
-def parse_hidden(text: str) -> tuple:
-    """'64,32' -> (64, 32); 'none', '' or '()' -> () (no hidden layer)."""
-    text = text.strip()
-    if text.lower() in ("", "none", "()", "0"):
-        return ()
-    try:
-        widths = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise UsageError(f"--hidden expects comma-separated widths like 64,32 or 'none', got {text!r}") from None
-    if any(w < 1 for w in widths):
-        raise UsageError(f"--hidden widths must be positive, got {text!r}")
-    return widths
-
-
-def parse_sets(items) -> dict:
-    """['optimizer.batch_size=16', ...] -> {'optimizer': {'batch_size': '16'}, 'loss': {}, 'dataset': {}}."""
-    out = {kind: {} for kind in SET_KINDS}
-    for item in items:
-        key, eq, value = item.partition("=")
-        kind, dot, name = key.strip().partition(".")
-        if not eq or not dot or not name:
-            raise UsageError(f"--set expects KIND.PARAM=VALUE (KIND one of {', '.join(SET_KINDS)}), got {item!r}")
-        if kind not in out:
-            raise unknown("--set kind", kind, SET_KINDS)
-        out[kind][name.strip()] = value.strip()
-    return out
-
-
-def _typed(registry, kind: str, name: str, given: dict) -> dict:
-    """Plugin hyper-parameters parsed by their Param definitions (one-line errors)."""
-    spec = registry.get(KIND_TABLE[kind], name)
-    resolved = resolve_params(spec.params, given, f"{kind} {name}")
-    return {k: resolved[k] for k in given}
-
-
 def build_config(args, registry) -> RunConfig:
-    sets = parse_sets(args.sets)
-    for name in ("epochs", "patience", "step_every"):
-        if getattr(args, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
-    for name in ("lr", "decay", "tol", "time_budget"):
-        if not math.isfinite(getattr(args, name)):
-            raise UsageError(f"--{name.replace('_', '-')} must be a finite number")
-    registry.get("datasets", args.dataset)  # unknown names fail here, before any work
-    return RunConfig.make(
-        args.dataset, args.loss, args.optimizer,
-        optimizer_params=_typed(registry, "optimizer", args.optimizer, sets["optimizer"]),
-        loss_params=_typed(registry, "loss", args.loss, sets["loss"]),
-        dataset_params=sets["dataset"],
-        hidden=parse_hidden(args.hidden),
-        seed=args.seed, lr=args.lr, schedule=args.schedule, decay=args.decay, step_every=args.step_every,
-        epochs=args.epochs, tol=args.tol, lecture_stop=args.lecture_stop, patience=args.patience,
-        time_budget=args.time_budget, activation=args.activation, dtype=args.dtype,
-    )
+    """The fully resolved RunConfig, by the grammar and builder a sweep uses."""
+    overrides = setting_overrides(args)
+    if overrides.get("hidden") and _OLD_HIDDEN.match(overrides["hidden"]):
+        overrides["hidden"] = "x".join(w.strip() for w in overrides["hidden"].split(","))
+        print(f"harness run: note: --hidden {args.hidden} is deprecated; write --hidden {overrides['hidden']} "
+              "(commas separate grid values)", file=sys.stderr)
+    settings = load_run_settings(args.dataset, args.loss, args.optimizer, seed=args.seed, sets=args.sets,
+                                 overrides=overrides, registry=registry)
+    return single_run(settings, registry)
 
 
 def _print_row(row: dict) -> None:
@@ -131,7 +107,7 @@ def _print_header(config: RunConfig) -> None:
 
 
 def execute(args) -> int:
-    from harness.plugin.loader import load_registry
+    # the trainer (pandas) loads here, not at import, so that `harness --help` stays fast
     from harness.learning.trainer import single_thread_blas, train
 
     registry = load_registry()

@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
+from harness.cli.run import add_setting_options, setting_overrides
 from harness.errors import HarnessError
+from harness.plugin.loader import load_registry
+from harness.sweep.config import MAX_SEEDS, TIMEOUT, load_config, settings_help
 
 DESCRIPTION = """\
 Run every combination of datasets x losses x optimizers x hyper-parameter grid x
 seeds, tune each optimizer's learning rate on the validation split, store every
 cell as it finishes and write the report to OUT/NAME/index.html.
 
-With no arguments it runs the default sweep (harness/presets/default.toml: the
+With no arguments it runs the default sweep (harness/sweep/presets/default.toml: the
 five built-in optimizers x ce, bce, wce x digits, breast_cancer,
-face-vs-background, 3 seeds; about 3 minutes with --jobs 2 on 2 cores).
+face-vs-background, 3 seeds; about 2 minutes with --jobs 2 on 2 cores).
 Command-line options override the config file key by key."""
 
 EPILOG = """\
@@ -35,13 +39,16 @@ examples:
       --set optimizer.minibatch.batch_size=16,64 --set run.lr=0.01,0.1 --epochs 10
   python -m harness sweep --backend dask --scheduler tcp://10.0.0.5:8786
 
---set keys (docs/sweep.md lists them all):
-  run.<setting>              lr, schedule (constant, inverse:0.001, inverse_sqrt, step:0.5:1000),
-                             decay, step_every, epochs, tol, lecture_stop, patience,
-                             time_budget, hidden (64x32, none), activation, dtype
-  optimizer.<name>.<param>   e.g. optimizer.minibatch.batch_size=16,64
-  loss.<name>.<param>        e.g. loss.wce.normalisation=lecture,balanced
-  dataset.<name>.<param>     e.g. dataset.breast_cancer.imbalance=0.1,0.3 (name * = every dataset)
+learning rate on the command line:
+  --lr 0.05 (or --set run.lr=0.05) runs every optimizer at 0.05, untuned; --lr 0.01,0.1 tunes every
+  optimizer over that grid. Either way the config file's [tune.lr] grids are ignored, and the first
+  line of output says so.
+
+exit status: 0 the sweep ran (cells may have diverged or failed: see the report), 2 bad usage,
+1 a failure such as a locked sweep folder or an unwritable disk.
+
+""" + settings_help() + """
+  top level: name, out, datasets, losses, optimizers, seeds, jobs, backend, scheduler, timeout
   tune.seeds, tune.metric, tune.lr.<optimizer>
 """
 
@@ -55,8 +62,8 @@ def configure(parser):
     parser.add_argument("--datasets", metavar="A,B", help="comma list of datasets (see `harness list datasets`)")
     parser.add_argument("--losses", metavar="A,B", help="comma list of losses (see `harness list losses`)")
     parser.add_argument("--optimizers", metavar="A,B", help="comma list of optimizers")
-    parser.add_argument("--seeds", metavar="N|A,B", help="3 means seeds 0,1,2; 0,5,7 means exactly those")
-    parser.add_argument("--epochs", metavar="N", help="maximum epochs per run (run.epochs)")
+    parser.add_argument("--seeds", metavar="N|A,B",
+                        help=f"3 means seeds 0,1,2; 0,5,7 means exactly those (at most {MAX_SEEDS})")
     parser.add_argument("--jobs", metavar="N", help="parallel worker processes (loky backend)")
     parser.add_argument("--out", metavar="DIR", help="parent folder of the sweep folder (default: reports)")
     parser.add_argument("--name", metavar="NAME", help="sweep name = folder under --out (default: from config)")
@@ -65,6 +72,8 @@ def configure(parser):
     parser.add_argument("--backend", choices=("loky", "dask"), default=None,
                         help="loky: local processes (default); dask: an existing dask.distributed cluster")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler address, e.g. tcp://host:8786")
+    parser.add_argument("--timeout", metavar="SECONDS", help=f"{TIMEOUT.help} (default {TIMEOUT.default:g})")
+    add_setting_options(parser, grids=True)
     parser.add_argument("--dry-run", action="store_true", help="print the plan, its size and the skips; run nothing")
     parser.add_argument("--force", action="store_true", help="rerun cells that are already stored")
     parser.add_argument("--csv", action="store_true", help="also export OUT/NAME/results.csv")
@@ -74,20 +83,22 @@ def configure(parser):
 
 
 def execute(args) -> int:
-    from harness.sweep.config import load_config
-    from harness.plugin.loader import load_registry
+    # the runner (pandas, pyarrow, joblib) loads here, not at import, so that `harness --help` stays fast
     from harness.sweep.runner import run_sweep
-    import sys
 
     registry = load_registry()
     for failure in registry.failures:
         print(f"warning: {failure}", file=sys.stderr)
     overrides = {
         "datasets": args.datasets, "losses": args.losses, "optimizers": args.optimizers,
-        "seeds": args.seeds, "epochs": args.epochs, "jobs": args.jobs, "out": args.out,
-        "name": args.name, "backend": args.backend, "scheduler": args.scheduler,
+        "seeds": args.seeds, "jobs": args.jobs, "out": args.out, "name": args.name,
+        "backend": args.backend, "scheduler": args.scheduler, "timeout": args.timeout,
+        **setting_overrides(args),
     }
     config = load_config(args.config, sets=args.sets, overrides=overrides, registry=registry)
+    if not args.dry_run:   # the dry run prints them at the top of the plan
+        for note in config.notes:
+            print(note, flush=True)
     try:
         run_sweep(config, registry=registry, quiet=args.quiet, dry_run=args.dry_run, force=args.force,
                   csv=args.csv, report=args.report)

@@ -30,10 +30,9 @@ import pandas as pd
 from harness.learning import metrics, schedules
 from harness.learning.checks import refusal
 from harness.plugin.specs import Refused, resolve_params
-from harness.learning.runconfig import RunConfig
+from harness.learning.runconfig import RunConfig, validate_run
 from harness.learning.split import Split
-from harness.errors import UsageError
-from harness.learning.model import ACTIVATIONS, DTYPES, MLP
+from harness.learning.model import MLP
 from harness.results.schema import RECORD_COLUMNS, SPLITS
 from harness.learning.stopping import Outcome, Stopper
 
@@ -55,27 +54,8 @@ def batch_rng(seed: int) -> np.random.Generator:
 
 
 def _validate(config: RunConfig) -> None:
-    """One-line UsageErrors for engine settings that cannot run."""
-    problems = []
-    if config.activation not in ACTIVATIONS:
-        problems.append(f"activation must be one of {', '.join(ACTIVATIONS)}, got {config.activation!r}")
-    if config.dtype not in DTYPES:
-        problems.append(f"dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}")
-    if any(int(h) < 1 for h in config.hidden):
-        problems.append(f"hidden layer widths must be positive integers, got {tuple(config.hidden)}")
-    for name in ("epochs", "patience", "step_every"):
-        if int(getattr(config, name)) < 0:
-            problems.append(f"{name} must be >= 0, got {getattr(config, name)!r}")
-    for name in ("tol", "time_budget"):
-        value = getattr(config, name)
-        if not (value >= 0 and math.isfinite(value)):
-            problems.append(f"{name} must be a finite number >= 0, got {value!r}")
-    try:
-        schedules.validate(config.schedule, config.lr, config.decay, config.step_every)
-    except ValueError as exc:
-        problems.append(str(exc))
-    if problems:
-        raise UsageError(problems[0])
+    """One-line UsageErrors for engine settings that cannot run (the same check `run` and `sweep` use)."""
+    validate_run(config)
 
 
 class _Evaluator:

@@ -25,14 +25,14 @@ import math
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping, Sequence
 
-from harness.sweep.config import RUN_PARAMS, TUNE_METRICS, SweepConfig, schedule_combinations
-from harness.learning.runconfig import RunConfig
+from harness.learning.runconfig import RUN_PARAMS, RunConfig, resolve_run, run_problem, validate_run
+from harness.learning.split import PREPROCESS_PARAMS
+from harness.sweep.config import TUNE_METRICS, SweepConfig
 from harness.learning.checks import refusal
-from harness.plugin.specs import resolve_params
 
-__all__ = ["Cell", "Group", "Plan", "cell_id", "build_plan", "select_lr", "final_cells", "format_plan"]
+__all__ = ["Cell", "Group", "Plan", "cell_id", "build_plan", "single_run", "select_lr", "final_cells",
+           "format_plan"]
 
-PHASES = ("tune", "final")
 # RunConfig fields a sweep grids over (besides lr, which is tuned, and seed)
 GRID_FIELDS = tuple(p.name for p in RUN_PARAMS if p.name != "lr")
 SCHEDULE_FIELDS = ("schedule", "decay", "step_every")
@@ -123,18 +123,6 @@ def _own_grids(config: SweepConfig, kind: str, spec, generic: Sequence = ()) -> 
     return {k: v for k, v in config.param_grids(kind, spec.name).items() if k in known}
 
 
-def _resolve(kind: str, spec, given: dict, generic: Sequence = ()) -> dict:
-    """Fill in defaults so the cell id changes when a plugin's default does."""
-    own_names = {p.name for p in spec.params}
-    own = {k: v for k, v in given.items() if k in own_names}
-    rest = {k: v for k, v in given.items() if k not in own_names}
-    resolved = resolve_params(spec.params, own, f"{kind} {spec.name!r}")
-    if generic:
-        resolved.update(resolve_params(tuple(p for p in generic if p.name not in own_names), rest,
-                                       f"{kind} {spec.name!r}"))
-    return resolved
-
-
 class _Schedule(tuple):
     """One point of the schedule axis: (name, decay, step_every)."""
 
@@ -149,35 +137,18 @@ class _Schedule(tuple):
         return name + (f":{decay:g}" if decay or every else "") + (f":{every}" if every else "")
 
 
-def _engine_check(config: RunConfig) -> str | None:
-    """Why the engine cannot run this schedule combination, or None."""
-    from harness.learning.schedules import validate
-
-    try:
-        validate(config.schedule, 1.0, config.decay, config.step_every)
-    except ValueError as exc:
-        return f"schedule {config.schedule} with decay={config.decay:g}: {exc}"
-    return None
-
-
 def _check(specs: Iterable, config: RunConfig) -> str | None:
-    """The first refusal: the schedule's, then ``harness.learning.checks.refusal`` (engine rule, plugin checks)."""
-    return _engine_check(config) or refusal(specs, config)
-
-
-def _preprocess_params() -> tuple:
-    from harness.learning.split import PREPROCESS_PARAMS
-
-    return tuple(PREPROCESS_PARAMS)
+    """The first refusal: the engine's (``run_problem``), then ``harness.learning.checks.refusal``."""
+    return run_problem(config) or refusal(specs, config)
 
 
 def build_plan(config: SweepConfig, registry) -> Plan:
     """Expand the config into groups and the cells known before tuning."""
-    generic = _preprocess_params()
+    generic = PREPROCESS_PARAMS
     run_grids = {name: config.run_grid(name) for name in GRID_FIELDS if name not in SCHEDULE_FIELDS}
     # schedule, decay and step_every form one axis: "inverse:0.001" fixes its own decay
     run_grids["schedule"] = tuple(_Schedule(name, float(d), int(e))
-                                  for _, name, d, e in schedule_combinations(config.run))
+                                  for _, name, d, e in config.schedule_axis())
     groups, tune, final = [], [], []
     for ds_name, loss_name, opt_name in itertools.product(config.datasets, config.losses, config.optimizers):
         ds = registry.datasets[ds_name]
@@ -199,16 +170,12 @@ def build_plan(config: SweepConfig, registry) -> Plan:
                 + [(f"optimizer.{k}", v) for k, v in opt_point.items()]
                 + [(f"loss.{k}", v) for k, v in loss_point.items()]
                 + [(f"dataset.{k}", v) for k, v in ds_point.items()]) if key in varying)
-            base = RunConfig.make(
-                ds_name, loss_name, opt_name,
-                optimizer_params=_resolve("optimizer", opt, opt_point),
-                loss_params=_resolve("loss", loss, loss_point),
-                dataset_params=_resolve("dataset", ds, ds_point, generic),
-                **{k: v for k, v in run_point.items() if k != "schedule"},
-                **run_point["schedule"].fields(),
-            )
             lr_grid = config.lr_grid(opt_name)
-            base = replace(base, lr=float(lr_grid[0]), seed=int(config.seeds[0]))
+            settings = {**{k: v for k, v in run_point.items() if k != "schedule"},
+                        **run_point["schedule"].fields(), "lr": lr_grid[0]}
+            base = resolve_run(ds_name, loss_name, opt_name, registry=registry, seed=config.seeds[0],
+                               settings=settings, optimizer_params=opt_point, loss_params=loss_point,
+                               dataset_params=ds_point)
             group_skip = None
             if len(lr_grid) > 1:
                 cells = [Cell(c, "tune", _check(specs, c))
@@ -227,6 +194,20 @@ def build_plan(config: SweepConfig, registry) -> Plan:
             elif group_skip:
                 final.extend(Cell(group.at(math.nan, s), "final", group_skip) for s in config.seeds)
     return Plan(config, groups, tune, final)
+
+
+def single_run(config: SweepConfig, registry) -> RunConfig:
+    """The one RunConfig of a one-cell config (``harness run``): the cell a sweep would train.
+
+    Engine problems are one-line UsageErrors here; plugin refusals are left to
+    the trainer, which raises ``Refused``.
+    """
+    plan = build_plan(config, registry)
+    if len(plan.groups) != 1 or plan.groups[0].tuned or len(config.seeds) != 1:
+        raise ValueError("single_run needs a config with exactly one cell")
+    run = plan.groups[0].base
+    validate_run(run)
+    return run
 
 
 # --------------------------------------------------------------------------- tuning
@@ -279,7 +260,7 @@ def format_plan(plan: Plan) -> str:
     """Human-readable plan: one line per group, the skips and the size."""
     cfg = plan.config
     n = plan.counts()
-    lines = [
+    lines = [*cfg.notes,
         f"sweep {cfg.name!r} -> {cfg.sweep_dir}",
         f"  {len(cfg.datasets)} datasets x {len(cfg.losses)} losses x {len(cfg.optimizers)} optimizers"
         f" -> {n['groups']} groups (grid points included); seeds {', '.join(map(str, cfg.seeds))}",

@@ -96,6 +96,20 @@ def runs(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def imbalance(family_runs: pd.DataFrame) -> float:
+    """Largest/smallest true-class count in a stored test confusion matrix (1.0 if unknown)."""
+    for text in family_runs["test_confusion"].dropna() if "test_confusion" in family_runs.columns else ():
+        if not text:
+            continue
+        try:
+            counts = np.asarray(json.loads(text), dtype=float).sum(axis=1)
+        except (TypeError, ValueError):
+            continue
+        if counts.size > 1 and counts.min() > 0:
+            return float(counts.max() / counts.min())
+    return 1.0
+
+
 def params_text(params_json: str) -> str:
     """``{"batch_size": 32}`` -> ``batch_size=32`` (empty for no params)."""
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from scipy.stats import binomtest
@@ -27,6 +28,7 @@ BOOTSTRAP_SEED = 20240601
 MIN_AGAINST = 3     # a section whose every untied pair (at least this many) goes against the pooled result contradicts it
 
 
+@lru_cache(maxsize=4096)
 def sign_test(support: int, against: int) -> float:
     """Two-sided exact sign test p-value of ``support`` successes among ``support + against`` untied pairs."""
     n = support + against
@@ -111,19 +113,22 @@ class Evidence:
         return int(np.sign(self.support - self.against))
 
 
-def evidence(effects, tie: float, strata=None, seed: int = BOOTSTRAP_SEED) -> Evidence:
-    """Counts, sign-test p, median effect and its stratified bootstrap CI; per-stratum evidence in ``sections``."""
+def evidence(effects, tie: float, strata=None, seed: int = BOOTSTRAP_SEED, resamples: int = RESAMPLES) -> Evidence:
+    """Counts, sign-test p, median effect and its stratified bootstrap CI; per-stratum evidence in ``sections``.
+
+    ``resamples=0`` skips the interval (simulations that only need the verdict).
+    """
     effects = np.asarray(effects, dtype=float)
     strata = np.asarray(["all"] * effects.size if strata is None else strata, dtype=object)
     out = _counts(effects, tie)
     if effects.size:
         out.median = float(_median(effects))
-        out.ci = bootstrap_ci(effects, strata, seed=seed)
+        out.ci = bootstrap_ci(effects, strata, resamples, seed=seed) if resamples else out.ci
     for label in sorted(set(strata.tolist()), key=str):
         own = effects[strata == label]
         section = _counts(own, tie)
         section.median = float(_median(own))
-        section.ci = bootstrap_ci(own, np.zeros(own.size), seed=seed)
+        section.ci = bootstrap_ci(own, np.zeros(own.size), resamples, seed=seed) if resamples else section.ci
         out.sections[label] = section
     return out
 
@@ -133,6 +138,20 @@ def _counts(effects: np.ndarray, tie: float) -> Evidence:
     against = int(np.sum(effects < -tie))
     return Evidence(pairs=int(effects.size), ties=int(effects.size) - support - against,
                     support=support, against=against, p=sign_test(support, against))
+
+
+def judge(effects, tie: float, strata=None, alpha: float = ALPHA, others=(), resamples: int = RESAMPLES):
+    """One claim on its own: (verdict, reason, Evidence), Holm over it and the ``others`` claims' p-values.
+
+    Each section is corrected over the same number of claims (as if every
+    other claim were tested on it too, the conservative case).
+    """
+    ev = evidence(effects, tie, strata, resamples=resamples)
+    m = 1 + len(others)
+    p_adj = holm_within(ev.p, others)
+    sections = {label: (s, holm_within(s.p, others)) for label, s in ev.sections.items()}
+    verdict, reason = decide(ev, p_adj, alpha, m, sections)
+    return verdict, reason, ev
 
 
 def _significant(ev: Evidence, p_adj: float, alpha: float) -> int:

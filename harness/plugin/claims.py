@@ -107,7 +107,7 @@ class ClaimSpec:
             raise ValueError(f"claim {self.name!r}: tie must be >= 0")
         if not self.budgets or not all(isinstance(b, Budget) for b in self.budgets):
             raise ValueError(f"claim {self.name!r}: budgets must be a non-empty tuple of Budget")
-        if len({self.a, self.b, self.c}) < (3 if self.c is not None else 2):
+        if len({repr(v) for v in self.sides}) < len(self.sides):
             raise ValueError(f"claim {self.name!r}: the compared values must differ")
 
     @property

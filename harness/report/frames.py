@@ -163,8 +163,9 @@ def add_labels(run_frame: pd.DataFrame) -> pd.DataFrame:
     """Add ``family`` (dataset ...), ``section`` (dataset and loss ...) and ``method`` (optimizer ...) labels.
 
     Labels name a plugin's params and the engine settings only where they vary
-    across the sweep, so a default sweep reads ``digits / ce`` and ``sgd``
-    while a batch-size sweep reads ``minibatch (batch_size=16)``.
+    across the sweep, so a sweep with one setting per optimizer reads
+    ``<dataset> / <loss>`` and ``<optimizer>`` while a batch-size sweep reads
+    ``<optimizer> (batch_size=16)``.
     """
     out = run_frame.copy()
     if out.empty:

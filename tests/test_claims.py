@@ -260,3 +260,20 @@ def test_the_report_names_no_builtin_plugin():
         text = path.read_text(encoding="utf-8")
         assert not re.search(rf"""["']({pattern})["']""", text), f"{path.name} names a built-in plugin"
         assert not re.search(r"face[-_ ]?vs|faces?\b", text, re.I), f"{path.name} names the face dataset"
+
+
+def test_the_documented_third_party_claim_works():
+    docs = (Path(__file__).parents[1] / "docs" / "reports.md").read_text(encoding="utf-8")
+    section = docs[docs.index("### Adding a claim"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "docs/reports.md", "exec"), namespace)
+    registered = []
+    namespace["register_claims"](registered.append)
+    (spec,) = registered
+    results = synthetic_results(**{**SMALL, "optimizers": ("sgd", "minibatch")})
+    results["optimizer"] = results["optimizer"].replace({"minibatch": "momentum"})
+    got = _evaluate(results, spec)["momentum-early"]
+    assert len(got.pairs) == 8 and [b.budget.label for b in got.budgets] == [
+        "epoch 1", "25% of the epochs", "100% of the samples seen"]
+    assert all(b.evidence is not None for b in got.budgets)

@@ -295,7 +295,7 @@ def effects_at(curves: Curves, table: pd.DataFrame, spec: ClaimSpec, budget: Bud
 
 
 # --------------------------------------------------------------------------- applicability
-def section_info(runs: pd.DataFrame, row: pd.Series, loss_is_factor: bool, ratios: dict) -> dict:
+def section_info(row: pd.Series, loss_is_factor: bool, ratios: dict) -> dict:
     """What ``ClaimSpec.applies`` sees of a pair's section (no names chosen by the engine)."""
     hidden = _load_list(row.get("hidden"))
     return {"dataset": row.get("dataset"), "dataset_params": _load(row.get("dataset_params")),
@@ -318,7 +318,7 @@ def _applicable(runs: pd.DataFrame, table: pd.DataFrame, spec: ClaimSpec) -> pd.
         return table
     ratios = {fam: imbalance(g) for fam, g in runs.groupby("family")}
     loss_is_factor = _factor(spec)[0] == "loss"
-    keep = [bool(spec.applies(section_info(runs, row, loss_is_factor, ratios))) for _, row in table.iterrows()]
+    keep = [bool(spec.applies(section_info(row, loss_is_factor, ratios))) for _, row in table.iterrows()]
     return table[np.asarray(keep, dtype=bool)].reset_index(drop=True)
 
 

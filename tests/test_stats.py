@@ -136,3 +136,32 @@ def test_diverged_pairs_keep_an_observed_median():
     ev = stats.evidence(np.array([np.inf, np.inf, -np.inf, 0.3, 0.2]), 0.01)
     assert ev.median == 0.3 and ev.support == 4 and ev.against == 1
     assert not np.isnan(ev.ci[0]) and not np.isnan(ev.ci[1])
+
+
+def test_average_ranks_friedman_and_critical_difference():
+    np.testing.assert_allclose(stats.average_ranks([[0.1, 0.2, 0.3], [0.2, 0.1, 0.3], [0.5, 0.5, 0.9]]),
+                               [(1 + 2 + 1.5) / 3, (2 + 1 + 1.5) / 3, 3.0])
+    # Demsar (2006), table 5: q_0.05 = 2.569 for four methods; CD = q sqrt(k (k + 1) / (6 N))
+    assert stats.nemenyi_cd(4, 14) == pytest.approx(2.569 * math.sqrt(20 / 84), rel=1e-3)
+    consistent = np.tile([1.0, 2.0, 3.0, 4.0], (10, 1))          # the same order in every section
+    assert stats.friedman(consistent)[1] < 1e-4
+    rng = np.random.default_rng(5)
+    assert stats.friedman(rng.random((10, 4)))[1] > 0.05         # no order: not significant (this draw)
+    assert np.isnan(stats.friedman(consistent[:1])[1])           # one block: no test
+
+
+def test_rank_matrix_counts_divergence_as_worst_and_keeps_complete_sections():
+    import pandas as pd
+
+    from harness.report.tables import rank_matrix
+
+    runs = pd.DataFrame({
+        "section": ["s1"] * 4 + ["s2"] * 3,
+        "method": ["a", "a", "b", "b", "a", "b", "b"],
+        "status": ["done", "done", "done", "diverged", "done", "done", "error"],
+        "train_loss": [0.2, 0.4, 0.1, np.nan, 0.3, np.nan, np.nan],
+    })
+    matrix = rank_matrix(runs, "train_loss")
+    assert list(matrix.index) == ["s1"]                          # s2 has no usable b run
+    assert matrix.loc["s1", "a"] == pytest.approx(0.3) and matrix.loc["s1", "b"] == np.inf   # half diverged
+    assert stats.average_ranks(matrix.to_numpy()).tolist() == [1.0, 2.0]

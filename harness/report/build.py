@@ -101,6 +101,25 @@ def _claim_context(found, tab_dir: Path) -> list[dict]:
     return out
 
 
+def _rank_tables(final_runs: pd.DataFrame, tab_dir: Path) -> tuple[list, list]:
+    """Average ranks over the sections with Friedman's test and the Nemenyi critical difference, per metric."""
+    out, notes = [], []
+    for metric, label in tables.RANK_METRICS:
+        matrix = tables.rank_matrix(final_runs, metric)
+        if matrix.shape[0] < 2 or matrix.shape[1] < 2:
+            notes.append(f"By {label}: fewer than two sections with every method; no ranks.")
+            continue
+        ranks = pd.DataFrame({"method": matrix.columns, "average rank": stats.average_ranks(matrix.to_numpy())})
+        ranks = ranks.sort_values("average rank", kind="stable").reset_index(drop=True)
+        chi2, p = stats.friedman(matrix.to_numpy())
+        cd = stats.nemenyi_cd(matrix.shape[1], matrix.shape[0])
+        c, m = _write_table(ranks, tab_dir, f"ranks-{metric}")
+        title = (f"Average rank by {label} over {matrix.shape[0]} sections: Friedman chi2 {tables.fmt(chi2, 3)}, "
+                 f"p {tables.fmt(p, 3)}; Nemenyi critical difference {tables.fmt(cd, 3)}")
+        out.append(html.table(ranks, title, c, m, digits=3))
+    return out, notes
+
+
 def _figure(path: Path | None, sweep_dir: Path, alt: str, caption: str) -> dict | None:
     if path is None:
         return None
@@ -158,8 +177,9 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
         if len(rank):
             c, m = _write_table(rank, tab_dir, f"ranking-{measure}")
             ranking_tables.append(html.table(rank, f"Ranking by {label} to target", c, m, digits=3))
+    rank_tables, rank_notes = _rank_tables(final_runs, tab_dir)
     prof_fig = plots.performance_profiles(ratios, colors, fig_dir / "performance-profile.png")
-    ranking = {"tables": ranking_tables,
+    ranking = {"tables": ranking_tables, "ranks": rank_tables, "rank_notes": rank_notes,
                "figure": _figure(prof_fig, sweep_dir, "performance profiles",
                                  "Share of dataset/loss sections (y) in which an optimizer reached the target "
                                  "within tau times the best optimizer's work (x); higher and further left is better.")}
@@ -229,7 +249,7 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
 
     status_counts = all_runs["status"].value_counts()
     name = manifest.get("sweep") or sweep_dir.name
-    rules = [tables.TARGET_RULE, profile.PROFILE_RULE, claims_mod.VERDICT_RULE,
+    rules = [tables.TARGET_RULE, profile.PROFILE_RULE, tables.RANK_RULE, claims_mod.VERDICT_RULE,
              "Tables: mean ± standard deviation over seeds of the final phase (the learning rate chosen on "
              "the validation split), read at each run's last epoch; diverged runs are counted, not averaged; "
              "'failed' counts errored and skipped runs. Minority class = the class with the fewest training samples.",
@@ -245,6 +265,7 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
         "counts": [(str(k), int(v)) for k, v in status_counts.items()],
         "notes": notes, "claims": claim_ctx, "verdict_table": verdict_table,
         "verdict_rule": claims_mod.VERDICT_RULE, "profile_rule": profile.PROFILE_RULE,
+        "rank_rule": tables.RANK_RULE,
         "ranking": ranking, "families": families, "problems": problems, "rules": rules,
         "footer": html.reproducibility(manifest),
         "rebuild": f"python -m harness report {shlex.quote(str(sweep_dir))}",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import binomtest, friedmanchisquare, rankdata, studentized_range
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 ALPHA = 0.05
@@ -200,3 +200,26 @@ def _decide(ev: Evidence, p_adj: float, alpha: float, m: int, sections: dict) ->
         return INCONCLUSIVE, (f"the sections disagree: {word} overall ({counted}) but the other way on "
                               f"{', '.join(against)}")
     return (HOLDS if direction > 0 else FAILS), f"{counted} (Holm p {p_adj:.3g} <= {alpha:g})"
+
+
+# --------------------------------------------------------------------------- ranks across sections
+def average_ranks(matrix) -> np.ndarray:
+    """Mean rank of each column over the rows (rank 1 = lowest value; ties share the mean rank)."""
+    return rankdata(np.asarray(matrix, dtype=float), axis=1).mean(axis=0)
+
+
+def friedman(matrix) -> tuple[float, float]:
+    """Friedman's chi-square and p over complete blocks (rows = sections, columns = methods)."""
+    values = np.asarray(matrix, dtype=float)
+    if values.shape[0] < 2 or values.shape[1] < 3:
+        return np.nan, np.nan
+    result = friedmanchisquare(*values.T)
+    return float(result.statistic), float(result.pvalue)
+
+
+def nemenyi_cd(k: int, n: int, alpha: float = ALPHA) -> float:
+    """The Nemenyi critical difference of average ranks for k methods over n blocks (Demsar 2006)."""
+    if k < 2 or n < 1:
+        return np.nan
+    q = studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2)
+    return float(q * math.sqrt(k * (k + 1) / (6.0 * n)))

@@ -167,3 +167,25 @@ def to_markdown(frame: pd.DataFrame) -> str:
     line = lambda r: "| " + " | ".join(v.ljust(w) for v, w in zip(r, widths)) + " |"  # noqa: E731
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
+
+
+RANK_METRICS = (("train_loss", "final training loss"), ("test_loss", "final test loss"))
+RANK_RULE = (
+    "Average ranks: in each dataset/loss section the methods are ranked (1 = best, ties share the mean rank) "
+    "by the median over seeds of their final value, a diverged run counting as infinite (so a method with half "
+    "or more of its seeds diverged ranks last); only sections where "
+    "every method has a finished or diverged run count (complete blocks). Friedman's test asks whether the "
+    "ranks differ at all; two methods whose average ranks differ by less than the Nemenyi critical difference "
+    "(alpha 0.05, Demsar 2006) are not significantly different."
+)
+
+
+def rank_matrix(final_runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Sections x methods: the median over seeds of the final ``metric`` (inf for a diverged run); complete rows only."""
+    usable = final_runs[final_runs["status"].isin(OK_STATUSES + ("diverged",))].copy()
+    if usable.empty or metric not in usable.columns:
+        return pd.DataFrame()
+    values = pd.to_numeric(usable[metric], errors="coerce")
+    usable["value"] = np.where(usable["status"] == "diverged", np.inf, values)
+    matrix = usable.groupby(["section", "method"])["value"].median().unstack("method")
+    return matrix.dropna(axis=0, how="any")

@@ -214,7 +214,6 @@ def test_builtin_claims_register_through_the_hook():
     assert all(isinstance(c, ClaimSpec) for c in seen)
 
 
-@pytest.mark.slow
 def test_the_page_shows_only_the_claims_it_is_given(tmp_path):
     custom = _claim(name="momentum-early", description="Custom <b>claim</b> from a plugin",
                     lecture="A third party's <i>statement</i>", budgets=(Budget("epoch", value=1),

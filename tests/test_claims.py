@@ -276,3 +276,23 @@ def test_the_documented_third_party_claim_works():
     assert len(got.pairs) == 8 and [b.budget.label for b in got.budgets] == [
         "epoch 1", "25% of the epochs", "100% of the samples seen"]
     assert all(b.evidence is not None for b in got.budgets)
+
+
+def test_a_batch_size_grid_pairs_each_batch_size_with_its_own():
+    def variant(size: int) -> pd.DataFrame:
+        part = synthetic_results(**{**SMALL, "optimizers": ("sgd", "bgd", "minibatch", "minibatch-bn")})
+        part = part[part["optimizer"].str.startswith("minibatch")].copy()
+        part["optimizer_params"] = json.dumps({"batch_size": size})
+        part["cell_id"] = part["cell_id"] + f"-{size}"
+        return part
+
+    base = synthetic_results(**{**SMALL, "optimizers": ("sgd", "bgd")})
+    results = pd.concat([base, variant(16), variant(64)], ignore_index=True)
+    final, _ = _frames(results)
+    bn, _ = claims_mod.pair_table(final, BUILTIN["batch-norm"])
+    assert len(bn) == 2 * 8                         # 16 with 16, 64 with 64; never 16 with 64
+    params = final.set_index("cell_id")["optimizer_params"]
+    assert (bn["cell_0"].map(params).to_numpy() == bn["cell_1"].map(params).to_numpy()).all()
+    assert bn["stratum"].nunique() == 2
+    between, _ = claims_mod.pair_table(final, BUILTIN["minibatch-between"])
+    assert len(between) == 2 * 8 and between["stratum"].str.contains("batch_size=16").sum() == 8

@@ -140,7 +140,8 @@ def pair_table(runs: pd.DataFrame, spec: ClaimSpec) -> tuple[pd.DataFrame, str]:
         if side.empty:
             return pd.DataFrame(), f"no runs with {spec.factor} = {value} in this sweep"
         side["_key"] = _key_text(side, keys)
-        dup = side["_key"].duplicated(keep=False)
+        # a side's own params (a batch size) name a variant, not a duplicate: they are matched below
+        dup = (side["_key"] + side[plugin_params].astype(str) if plugin_params else side["_key"]).duplicated(keep=False)
         ambiguous += int(dup.sum())
         side = side[~dup]
         keep = {"cell_id": f"cell_{i}", "status": f"status_{i}"}

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.report import build_report
+from harness.report.build import build_report
+from harness_plugins.claims import CLAIMS
 from report_sample import synthetic_results
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
@@ -53,7 +54,8 @@ def test_problem_detector_sees_console_errors(tmp_path):
 
 def test_report_renders_without_console_errors_and_is_not_blank(tmp_path):
     results = synthetic_results(datasets=("face-vs-background",), losses=("ce", "wce"), seeds=(0, 1), epochs=4)
-    page = build_report(tmp_path / "sweep", results=results, manifest={"sweep": "browser test"})
+    page = build_report(tmp_path / "sweep", results=results, manifest={"sweep": "browser test"},
+                        claims=CLAIMS)
     shot = tmp_path / "page.png"
     problems = _render(page, shot)
     assert problems == []

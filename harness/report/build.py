@@ -12,15 +12,16 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.plugin.loader import load_registry
 from harness.report import claims as claims_mod
-from harness.report import html, plots, profile, tables
-from harness.report.frames import add_labels, final_phase, labelled_rows, normalise, runs
+from harness.report import html, plots, profile, stats, tables
+from harness.report.frames import add_labels, final_phase, imbalance, labelled_rows, normalise, runs
 
 FIGURES = "figures"
 TABLES = "tables"
 IMBALANCE_RATIO = 2.0
 PROFILE_MEASURES = (("train_seconds", "training seconds"), ("samples_seen", "samples seen"))
-VERDICT_CSS = {claims_mod.HOLDS: "holds", claims_mod.FAILS: "fails", claims_mod.INCONCLUSIVE: "inconclusive"}
+VERDICT_CSS = {stats.HOLDS: "holds", stats.FAILS: "fails", stats.INCONCLUSIVE: "inconclusive"}
 
 
 def slug(text: str) -> str:
@@ -53,20 +54,6 @@ def _write_table(frame: pd.DataFrame, folder: Path, name: str, markdown: str | N
     return f"{TABLES}/{name}.csv", f"{TABLES}/{name}.md"
 
 
-def _imbalance(family_runs: pd.DataFrame) -> float:
-    """Largest/smallest true-class count in a stored test confusion matrix (1.0 if unknown)."""
-    for text in family_runs["test_confusion"].dropna():
-        if not text:
-            continue
-        try:
-            counts = np.asarray(json.loads(text), dtype=float).sum(axis=1)
-        except (TypeError, ValueError):
-            continue
-        if counts.size > 1 and counts.min() > 0:
-            return float(counts.max() / counts.min())
-    return 1.0
-
-
 def _class_names(manifest: dict, dataset: str) -> list | None:
     info = (manifest.get("datasets") or {}).get(dataset) if isinstance(manifest.get("datasets"), dict) else None
     counts = info.get("class_counts") if isinstance(info, dict) else None
@@ -89,9 +76,48 @@ def _grid_edges(tune_runs: pd.DataFrame, final_runs: pd.DataFrame) -> list[str]:
     return notes
 
 
-def _claims_frame(found) -> pd.DataFrame:
-    return pd.DataFrame([{"claim": c.title, "verdict": c.verdict, "measured": c.summary, "rule": c.rule}
-                         for c in found])
+def registered_claims() -> list:
+    """The claims the installed plugins register (an empty list until a plugin registers one)."""
+    return list(getattr(load_registry(), "claims", {}).values())
+
+
+def _claim_context(found, tab_dir: Path) -> list[dict]:
+    out = []
+    for c in found:
+        spec, head = c.spec, c.headline
+        per_budget = claims_mod.budget_rows(c)
+        per_section = claims_mod.section_rows(c)
+        csv, md = _write_table(per_budget, tab_dir, f"claim-{slug(spec.name)}-budgets")
+        section_table = None
+        if len(per_section):
+            scsv, smd = _write_table(per_section, tab_dir, f"claim-{slug(spec.name)}-sections")
+            section_table = html.table(per_section, f"Per section at the headline budget ({head.budget.label})",
+                                       scsv, smd, digits=3)
+        out.append({"key": spec.name, "title": spec.title, "lecture": spec.lecture,
+                    "measure": claims_mod.describe(spec), "rule": spec.rule, "verdict": head.verdict,
+                    "css": VERDICT_CSS[head.verdict], "summary": head.reason, "budget": head.budget.label,
+                    "budgets": html.table(per_budget, "Verdict by budget", csv, md, digits=3),
+                    "sections": section_table})
+    return out
+
+
+def _rank_tables(final_runs: pd.DataFrame, tab_dir: Path) -> tuple[list, list]:
+    """Average ranks over the sections with Friedman's test and the Nemenyi critical difference, per metric."""
+    out, notes = [], []
+    for metric, label in tables.RANK_METRICS:
+        matrix = tables.rank_matrix(final_runs, metric)
+        if matrix.shape[0] < 2 or matrix.shape[1] < 2:
+            notes.append(f"By {label}: fewer than two sections with every method; no ranks.")
+            continue
+        ranks = pd.DataFrame({"method": matrix.columns, "average rank": stats.average_ranks(matrix.to_numpy())})
+        ranks = ranks.sort_values("average rank", kind="stable").reset_index(drop=True)
+        chi2, p = stats.friedman(matrix.to_numpy())
+        cd = stats.nemenyi_cd(matrix.shape[1], matrix.shape[0])
+        c, m = _write_table(ranks, tab_dir, f"ranks-{metric}")
+        title = (f"Average rank by {label} over {matrix.shape[0]} sections: Friedman chi2 {tables.fmt(chi2, 3)}, "
+                 f"p {tables.fmt(p, 3)}; Nemenyi critical difference {tables.fmt(cd, 3)}")
+        out.append(html.table(ranks, title, c, m, digits=3))
+    return out, notes
 
 
 def _figure(path: Path | None, sweep_dir: Path, alt: str, caption: str) -> dict | None:
@@ -100,12 +126,14 @@ def _figure(path: Path | None, sweep_dir: Path, alt: str, caption: str) -> dict 
     return {"src": path.relative_to(sweep_dir).as_posix(), "alt": alt, "caption": caption}
 
 
-def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict | None = None) -> Path:
+def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict | None = None,
+                 claims=None) -> Path:
     """Write ``index.html``, ``figures/*.png`` and ``tables/*.csv|md`` into ``sweep_dir``.
 
     ``results`` is the long-format frame (``harness.results.store.read_results``) and
     ``manifest`` the sweep's manifest; each is read from ``sweep_dir`` when
-    None. Returns the path of ``index.html``.
+    None. ``claims`` are the ``ClaimSpec``s to test (default: those the
+    installed plugins register). Returns the path of ``index.html``.
     """
     sweep_dir = Path(sweep_dir)
     if results is None:
@@ -149,18 +177,20 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
         if len(rank):
             c, m = _write_table(rank, tab_dir, f"ranking-{measure}")
             ranking_tables.append(html.table(rank, f"Ranking by {label} to target", c, m, digits=3))
+    rank_tables, rank_notes = _rank_tables(final_runs, tab_dir)
     prof_fig = plots.performance_profiles(ratios, colors, fig_dir / "performance-profile.png")
-    ranking = {"tables": ranking_tables,
+    ranking = {"tables": ranking_tables, "ranks": rank_tables, "rank_notes": rank_notes,
                "figure": _figure(prof_fig, sweep_dir, "performance profiles",
                                  "Share of dataset/loss sections (y) in which an optimizer reached the target "
                                  "within tau times the best optimizer's work (x); higher and further left is better.")}
 
     # --- claims
-    found = claims_mod.evaluate(final_runs, rows)
-    claims_csv, claims_md = _write_table(_claims_frame(found), tab_dir, "claims")
-    claim_ctx = [{"key": c.key, "title": c.title, "lecture": c.lecture, "rule": c.rule, "verdict": c.verdict,
-                  "css": VERDICT_CSS[c.verdict], "summary": c.summary,
-                  "evidence": html.table(c.evidence, digits=4) if len(c.evidence) else None} for c in found]
+    found = claims_mod.evaluate(registered_claims() if claims is None else claims, final_runs, rows)
+    verdicts = claims_mod.verdict_table(found)
+    claims_csv, claims_md = _write_table(verdicts, tab_dir, "claims")
+    verdict_table = html.table(verdicts, "Verdicts at each claim's headline budget", claims_csv, claims_md,
+                               digits=3) if len(verdicts) else None
+    claim_ctx = _claim_context(found, tab_dir)
 
     # --- per dataset family: tables and figures
     families = []
@@ -192,7 +222,7 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
         figures.append(_figure(p, sweep_dir, f"{family} learning-rate sensitivity",
                                "Tuning phase: final validation loss against the learning rate (mean over tuning "
                                "seeds, bar: their range). x: diverged; ring: the learning rate chosen."))
-        ratio = _imbalance(fam_runs)
+        ratio = imbalance(fam_runs)
         info = ""
         if ratio >= IMBALANCE_RATIO:
             info = f"Imbalanced: the test split's largest class is {ratio:.1f}x its smallest."
@@ -219,7 +249,7 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
 
     status_counts = all_runs["status"].value_counts()
     name = manifest.get("sweep") or sweep_dir.name
-    rules = [tables.TARGET_RULE, profile.PROFILE_RULE, claims_mod.VERDICT_RULE,
+    rules = [tables.TARGET_RULE, profile.PROFILE_RULE, tables.RANK_RULE, claims_mod.VERDICT_RULE,
              "Tables: mean ± standard deviation over seeds of the final phase (the learning rate chosen on "
              "the validation split), read at each run's last epoch; diverged runs are counted, not averaged; "
              "'failed' counts errored and skipped runs. Minority class = the class with the fewest training samples.",
@@ -233,8 +263,9 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
                      f"{final_runs['loss'].nunique()} loss(es) and {final_runs['optimizer'].nunique()} optimizer(s); "
                      f"{len(tune_runs)} tuning runs. Built {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC."),
         "counts": [(str(k), int(v)) for k, v in status_counts.items()],
-        "notes": notes, "claims": claim_ctx, "claims_table": {"csv": claims_csv, "md": claims_md},
+        "notes": notes, "claims": claim_ctx, "verdict_table": verdict_table,
         "verdict_rule": claims_mod.VERDICT_RULE, "profile_rule": profile.PROFILE_RULE,
+        "rank_rule": tables.RANK_RULE,
         "ranking": ranking, "families": families, "problems": problems, "rules": rules,
         "footer": html.reproducibility(manifest),
         "rebuild": f"python -m harness report {shlex.quote(str(sweep_dir))}",

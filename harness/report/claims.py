@@ -1,300 +1,452 @@
-"""Check what the lecture claims against this sweep's data, with stated rules.
+"""Test the claims plugins register (``ClaimSpec``) against a sweep's stored runs.
 
-Every claim compares *paired* runs: the same dataset, loss, model, schedule and
-seed (so the same split and initial weights), differing only in what the
-claim is about (the optimizer, or the loss), each at its own tuned learning
-rate. A pair either supports the claim, contradicts it, or ties (equal values,
-left out of the count). The verdict over all pairs of a claim:
+The report names no optimizer, loss or dataset: it evaluates whatever claims
+it is given. For each claim:
 
-* "holds" when it is supported in at least ``HOLD_SHARE`` of the untied pairs,
-* "does not hold" when supported in at most ``FAIL_SHARE`` of them,
-* "inconclusive" when in between (mixed), or fewer than ``MIN_PAIRS`` untied
-  pairs exist (data missing).
-
-A diverged run counts as an infinite loss (it lost); runs that errored or were
-skipped have no data and form no pair.
+1. **Pairs** join final-phase runs that differ in the claim's factor alone:
+   every other stored setting (dataset and its params, loss, model, dtype,
+   schedule, decay, step_every, epochs, tol, patience, time_budget,
+   lecture_stop, the other plugin params, the seed) is equal. Each side runs
+   at its own tuned learning rate, so ``lr`` is not part of the key. When the
+   factor is a plugin (``optimizer``), params both plugins have must be equal;
+   params only one has (a batch size) name a variant and form their own stratum.
+2. **Strata** (the sections of the claim): the pair key without the seed.
+3. **Budgets**: each pair is read at matched budgets on an axis (epochs,
+   updates, samples seen, training seconds), interpolating between records.
+4. **Effects** (positive = supports the claim) go to :mod:`harness.report.stats`.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from harness.report.frames import OK_STATUSES, SECTION_COLUMNS, params_text
+from harness.plugin.claims import Budget, ClaimSpec
+from harness.report import stats
+from harness.report.frames import OK_STATUSES, SECTION_COLUMNS, imbalance, params_text
 
-HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
-MIN_PAIRS = 3
-HOLD_SHARE = 0.8
-FAIL_SHARE = 0.2
+PARAM_COLUMNS = ("optimizer_params", "loss_params", "dataset_params")
+PLUGIN_PARAMS = {"optimizer": "optimizer_params", "loss": "loss_params", "dataset": "dataset_params"}
+KEY_COLUMNS = ("dataset", "dataset_params", "hidden", "activation", "dtype", "loss", "loss_params",
+               "optimizer", "optimizer_params", "schedule", "decay", "step_every", "epochs", "tol",
+               "lecture_stop", "patience", "time_budget", "seed")
+SECTION_LABELLED = set(SECTION_COLUMNS)     # already named by the run's family/section label
+TINY = 1e-300                               # log of a non-positive metric value: treated as this
 VERDICT_RULE = (
-    f"Each claim is checked on paired runs (same dataset, loss, model, schedule and seed, so the "
-    f"same split and initial weights; each optimizer or loss at its own tuned learning rate). "
-    f"Verdict: \"holds\" if the claim is true in at least {HOLD_SHARE:.0%} of the untied pairs, "
-    f"\"does not hold\" if in at most {FAIL_SHARE:.0%}, otherwise \"inconclusive\" (mixed); also "
-    f"\"inconclusive\" with fewer than {MIN_PAIRS} untied pairs (data missing). A diverged run "
-    f"counts as an infinite loss; errored or skipped runs form no pair; exact ties are left out."
+    f"Each claim compares paired runs that differ only in what the claim is about (every other setting and "
+    f"the seed are equal; each side at its own tuned learning rate). Per pair, the effect is the difference "
+    f"of the measure (log values for losses), signed so that a positive effect supports the claim; "
+    f"|effect| at or below the claim's tie tolerance is a tie (counted, left out of the test). Test: exact "
+    f"two-sided sign test on the untied pairs, alpha {stats.ALPHA:g}, Holm's correction across the claims "
+    f"of this page (per section: across the claims tested on that section). \"holds\" / \"does not hold\" "
+    f"when the Holm-adjusted p is at most alpha; otherwise \"inconclusive\" with its reason: too few pairs "
+    f"(the number needed is stated), no significant majority, or the sections disagree (significant in "
+    f"opposite directions, or a section goes against the pooled result significantly or in every one of at "
+    f"least {stats.MIN_AGAINST} untied pairs). Effect: median over pairs (an observed value), with a "
+    f"{stats.LEVEL:.0%} paired bootstrap interval ({stats.RESAMPLES} resamples of the pairs within each "
+    f"section, fixed seed {stats.BOOTSTRAP_SEED}). A diverged run counts as the worst value (infinite loss); "
+    f"errored or skipped runs form no pair. Each claim is read at several budgets; the first is its "
+    f"headline; the others show how the verdict moves with the budget and are not corrected for "
+    f"looking at several budgets."
 )
-PAIR_KEY = SECTION_COLUMNS + ("schedule", "decay", "step_every", "seed")
-FACE_PREFIX = "face-vs-background"
 
 
 @dataclass
-class Claim:
-    """One lecture claim with its rule, the pairwise evidence and the verdict."""
+class BudgetResult:
+    """One claim at one budget: the evidence, the adjusted p, the verdicts pooled and per section."""
 
-    key: str
-    title: str
-    lecture: str
-    rule: str
-    verdict: str = INCONCLUSIVE
-    summary: str = ""
-    evidence: pd.DataFrame = field(default_factory=pd.DataFrame)
-
-
-def decide(supported: int, pairs: int) -> tuple[str, str]:
-    """The verdict for ``supported`` of ``pairs`` untied pairs, and a sentence saying why."""
-    if pairs < MIN_PAIRS:
-        return INCONCLUSIVE, f"only {pairs} untied paired run(s); at least {MIN_PAIRS} are needed"
-    share = supported / pairs
-    text = f"true in {supported} of {pairs} paired runs ({share:.0%})"
-    if share >= HOLD_SHARE:
-        return HOLDS, text
-    if share <= FAIL_SHARE:
-        return FAILS, text
-    return INCONCLUSIVE, text + " (mixed)"
+    budget: Budget
+    evidence: stats.Evidence | None = None
+    unobserved: int = 0
+    p_adj: float = float("nan")
+    verdict: str = stats.INCONCLUSIVE
+    reason: str = ""
+    sections: dict = field(default_factory=dict)     # label -> (verdict, reason, adjusted p)
 
 
+@dataclass
+class ClaimResult:
+    """A claim with its pairs and a result per budget (the first is the headline)."""
+
+    spec: ClaimSpec
+    pairs: pd.DataFrame
+    note: str = ""
+    budgets: list = field(default_factory=list)
+
+    @property
+    def headline(self) -> BudgetResult:
+        return self.budgets[0]
+
+
+# --------------------------------------------------------------------------- pairing
+def _factor(spec: ClaimSpec) -> tuple[str, str | None]:
+    """(column, params key): ``optimizer`` -> ("optimizer", None); ``optimizer_params.b`` -> (col, "b")."""
+    head, _, key = spec.factor.partition(".")
+    if head in PARAM_COLUMNS and key:
+        return head, key
+    return spec.factor, None
+
+
+def _load(text) -> dict:
+    try:
+        value = json.loads(text) if isinstance(text, str) and text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _same(stored, wanted) -> bool:
+    if isinstance(wanted, (int, float)) and not isinstance(wanted, bool):
+        try:
+            return float(stored) == float(wanted)
+        except (TypeError, ValueError):
+            return False
+    return str(stored) == str(wanted)
+
+
+def _side(runs: pd.DataFrame, column: str, key: str | None, value) -> pd.DataFrame:
+    if key is None:
+        mask = runs[column].map(lambda v: _same(v, value))
+    else:
+        mask = runs[column].map(lambda p: key in _load(p) and _same(_load(p)[key], value))
+    side = runs[mask.astype(bool)].copy()
+    if key is not None:    # the compared param leaves the key; the others stay in it
+        side[column] = side[column].map(lambda p: json.dumps({k: v for k, v in _load(p).items() if k != key},
+                                                             sort_keys=True))
+    return side
+
+
+def _key_text(frame: pd.DataFrame, columns) -> pd.Series:
+    return frame[list(columns)].astype(str).agg("\x1f".join, axis=1)
+
+
+def pair_table(runs: pd.DataFrame, spec: ClaimSpec) -> tuple[pd.DataFrame, str]:
+    """One row per pair (or triple) of runs, with ``cell_<i>``, ``stratum`` and the side-0 run's labels.
+
+    The second value explains an empty table. A key with more than one run on
+    a side (e.g. a final phase that grids the learning rate) is ambiguous and
+    forms no pair.
+    """
+    column, key = _factor(spec)
+    if column not in runs.columns:
+        return pd.DataFrame(), f"the results have no column {column!r}"
+    plugin_params = PLUGIN_PARAMS.get(column) if key is None else None
+    keys = [c for c in KEY_COLUMNS if c in runs.columns and c != column and c != plugin_params]
+    sides, ambiguous = [], 0
+    for i, value in enumerate(spec.sides):
+        side = _side(runs, column, key, value)
+        if side.empty:
+            return pd.DataFrame(), f"no runs with {spec.factor} = {value} in this sweep"
+        side["_key"] = _key_text(side, keys)
+        # a side's own params (a batch size) name a variant, not a duplicate: they are matched below
+        dup = (side["_key"] + side[plugin_params].astype(str) if plugin_params else side["_key"]).duplicated(keep=False)
+        ambiguous += int(dup.sum())
+        side = side[~dup]
+        keep = {"cell_id": f"cell_{i}", "status": f"status_{i}"}
+        if plugin_params:
+            keep[plugin_params] = f"params_{i}"
+        if i == 0:
+            keep.update({c: c for c in keys + ["family", "section"] if c in side.columns})
+        sides.append(side[["_key", *keep]].rename(columns=keep))
+    table = sides[0]
+    for side in sides[1:]:
+        table = table.merge(side, on="_key")
+    if plugin_params:      # params both plugins define must agree
+        agree = [all(_shared_equal(row[f"params_{i}"], row[f"params_{j}"])
+                     for i in range(len(sides)) for j in range(i + 1, len(sides)))
+                 for _, row in table.iterrows()]
+        table = table[np.asarray(agree, dtype=bool)] if len(table) else table
+    if table.empty:
+        note = f"no runs of {spec.factor} = {' / '.join(map(str, spec.sides))} that differ in it alone"
+        return pd.DataFrame(), note + (f" ({ambiguous} runs share a key with another run)" if ambiguous else "")
+    table = table.drop(columns="_key").reset_index(drop=True)
+    table["stratum"] = _strata(table, keys, column, plugin_params, len(sides))
+    return table, ""
+
+
+def _shared_equal(p, q) -> bool:
+    a, b = _load(p), _load(q)
+    return all(a[k] == b[k] for k in set(a) & set(b))
+
+
+def _strata(table: pd.DataFrame, keys, column: str, plugin_params: str | None, n_sides: int) -> list[str]:
+    """A readable label per pair: its section, plus every key setting that varies across this claim's pairs."""
+    base = table["family"] if column == "loss" else table["section"]
+    parts = [base.astype(str)]
+    for col in keys:
+        if col == "seed" or col in SECTION_LABELLED or table[col].astype(str).nunique() < 2:
+            continue
+        shown = table[col].map(params_text) if col in PARAM_COLUMNS else table[col].astype(str)
+        parts.append(f"{col}=" + shown if col not in PARAM_COLUMNS else shown)
+    if plugin_params:
+        for i in range(n_sides):
+            col = f"params_{i}"
+            if table[col].nunique() > 1:
+                parts.append(table[col].map(params_text))
+    return [" · ".join(p for p in row if p) for row in zip(*[list(p) for p in parts])]
+
+
+# --------------------------------------------------------------------------- curves
 class Curves:
-    """Per-run training-loss curves and final values, looked up by cell id."""
+    """Per-run curves (axis values and metrics by epoch), looked up by cell id."""
 
     def __init__(self, runs: pd.DataFrame, rows: pd.DataFrame):
-        self.runs = runs.set_index("cell_id")
-        self.loss = {cid: g.sort_values("epoch").set_index("epoch")["train_loss"]
-                     for cid, g in rows[["cell_id", "epoch", "train_loss"]].groupby("cell_id")}
-
-    def status(self, cid) -> str:
-        return str(self.runs.at[cid, "status"])
+        self.status = runs.set_index("cell_id")["status"].astype(str).to_dict()
+        self.frames = {cid: g.sort_values("epoch") for cid, g in rows.groupby("cell_id")}
+        self._cache: dict = {}
 
     def usable(self, cid) -> bool:
-        return cid in self.loss and (self.status(cid) in OK_STATUSES or self.status(cid) == "diverged")
+        return cid in self.frames and (self.status.get(cid) in OK_STATUSES or self.diverged(cid))
 
-    def at_epoch(self, cid, epoch: int) -> float:
-        """Training loss after ``epoch``; inf when the run diverged before or at it."""
-        if not self.usable(cid):
-            return np.nan
-        curve = self.loss[cid]
-        if epoch in curve.index and np.isfinite(curve.loc[epoch]):
-            return float(curve.loc[epoch])
-        return np.inf if self.status(cid) == "diverged" else np.nan
+    def diverged(self, cid) -> bool:
+        return self.status.get(cid) == "diverged"
 
-    def final(self, cid) -> float:
-        """Training loss at the end of the run; inf if it diverged."""
-        if not self.usable(cid):
-            return np.nan
-        if self.status(cid) == "diverged":
-            return np.inf
-        value = float(self.loss[cid].iloc[-1])
-        return value if np.isfinite(value) else np.inf
-
-    def mean_over_common(self, a, b) -> tuple[float, float]:
-        """Mean training loss over epochs 1..E, E the last epoch both runs recorded (area under the curve)."""
-        if not (self.usable(a) and self.usable(b)):
-            return np.nan, np.nan
-        last = min(self.loss[a].index.max(), self.loss[b].index.max())
-        out = []
-        for cid in (a, b):
-            curve = self.loss[cid].loc[1:last]
-            if self.status(cid) == "diverged" or curve.empty or not np.all(np.isfinite(curve)):
-                out.append(np.inf)
+    def points(self, cid, axis: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """The finite (axis, metric) points of a run, in epoch order."""
+        key = (cid, axis, metric)
+        if key not in self._cache:
+            frame = self.frames[cid]
+            if axis not in frame.columns or metric not in frame.columns:
+                x = y = np.array([])
             else:
-                out.append(float(curve.mean()))
-        return out[0], out[1]
+                x = pd.to_numeric(frame[axis], errors="coerce").to_numpy(float)
+                y = pd.to_numeric(frame[metric], errors="coerce").to_numpy(float)
+                ok = np.isfinite(x) & np.isfinite(y)
+                x, y = x[ok], y[ok]
+            self._cache[key] = (x, y)
+        return self._cache[key]
+
+    def last(self, cid, axis: str, metric: str) -> float:
+        x, _ = self.points(cid, axis, metric)
+        return float(x[-1]) if x.size else np.nan
+
+    def read(self, cid, spec: ClaimSpec, axis: str, at: float, worst: float) -> float | None:
+        """The claim's measure of a run at ``at`` on ``axis``; ``worst`` past a divergence; None if unobserved."""
+        x, y = self.points(cid, axis, spec.metric)
+        if x.size == 0 or at > x[-1] * (1 + 1e-9):
+            return worst if self.diverged(cid) else None
+        later = x[x > 0]
+        if at < (later[0] if later.size else 0.0) * (1 - 1e-9):
+            return None            # before the first record after the start: nothing measured there
+        if spec.statistic == "value":
+            return float(np.interp(at, x, y))
+        inside = x < at
+        xs = np.append(x[inside], at)
+        ys = np.append(y[inside], np.interp(at, x, y))
+        if xs.size < 2 or at <= 0:
+            return float(ys[-1])
+        return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2) / (xs[-1] - xs[0]))
 
 
-def pairs(runs: pd.DataFrame, column: str, a: str, b: str, key=PAIR_KEY, extra=None) -> pd.DataFrame:
-    """Inner join of the runs with ``column == a`` and ``column == b`` on ``key``.
-
-    Columns of the two sides get suffixes ``_a`` and ``_b``; ``extra`` is an
-    optional function adding more key columns (e.g. the batch size) first.
-    """
-    frame = runs if extra is None else extra(runs.copy())
-    key = [k for k in key if k != column and k in frame.columns] + (["extra_key"] if extra else [])
-    side_a = frame[frame[column] == a]
-    side_b = frame[frame[column] == b]
-    if side_a.empty or side_b.empty:
-        return pd.DataFrame()
-    return side_a.merge(side_b, on=key, suffixes=("_a", "_b"))
+# --------------------------------------------------------------------------- effects
+def _worst(spec: ClaimSpec) -> float:
+    return -np.inf if spec.direction == "higher" else np.inf
 
 
-def _tied(x: float, y: float) -> bool:
-    if np.isinf(x) and np.isinf(y):
-        return True
-    return bool(np.isclose(x, y, rtol=1e-12, atol=0.0))
+def _transform(values: np.ndarray, spec: ClaimSpec) -> np.ndarray:
+    if spec.scale == "log":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(np.where(values > 0, values, TINY))
+    return values
 
 
-def _compare(table: pd.DataFrame, group_col: str, better) -> tuple[pd.DataFrame, int, int, int]:
-    """Outcome per pair (value_a, value_b, supported or tie) and evidence per group."""
-    table = table[table["value_a"].notna() & table["value_b"].notna()].copy()
-    if table.empty:
-        return pd.DataFrame(), 0, 0, 0
-    table["tie"] = [_tied(x, y) for x, y in zip(table["value_a"], table["value_b"])]
-    table["supported"] = [(not t) and better(x, y) for x, y, t in
-                          zip(table["value_a"], table["value_b"], table["tie"])]
-    rows = []
-    for group, g in table.groupby(group_col, sort=True):
-        untied = g[~g["tie"]]
-        rows.append({"group": group, "pairs": len(g), "ties": int(g["tie"].sum()),
-                     "supported": int(untied["supported"].sum()),
-                     "mean_a": _finite_mean(g["value_a"]), "mean_b": _finite_mean(g["value_b"]),
-                     "inf_a": int(np.isinf(g["value_a"]).sum()), "inf_b": int(np.isinf(g["value_b"]).sum())})
-    untied = table[~table["tie"]]
-    return pd.DataFrame(rows), int(untied["supported"].sum()), len(untied), int(table["tie"].sum())
+def effect(values, spec: ClaimSpec) -> float:
+    """The signed effect of one pair (positive supports the claim); both sides at the worst value is a tie (0)."""
+    t = _transform(np.asarray(values, dtype=float), spec)
+    with np.errstate(invalid="ignore"):
+        if spec.direction == "lower":
+            e = t[1] - t[0]
+        elif spec.direction == "higher":
+            e = t[0] - t[1]
+        else:
+            lo, hi = min(t[1], t[2]), max(t[1], t[2])
+            e = min(t[0] - lo, hi - t[0])
+    return 0.0 if np.isnan(e) else float(e)
 
 
-def _finite_mean(values: pd.Series) -> float:
-    v = values[np.isfinite(values)]
-    return float(v.mean()) if len(v) else np.nan
+def budget_point(curves: Curves, cells, spec: ClaimSpec, budget: Budget) -> float:
+    """The matched budget of one pair: the absolute value, or a fraction of the smallest last record of its
+    runs that did not diverge (NaN when all diverged)."""
+    if budget.value is not None:
+        return float(budget.value)
+    ends = [curves.last(c, budget.axis, spec.metric) for c in cells if not curves.diverged(c)]
+    ends = [e for e in ends if np.isfinite(e)]
+    return budget.fraction * min(ends) if ends else np.nan
 
 
-def _finish(claim: Claim, evidence: pd.DataFrame, supported: int, untied: int, ties: int,
-            names: tuple[str, str], missing: str = "") -> Claim:
-    if evidence.empty:
-        claim.verdict, claim.summary = INCONCLUSIVE, missing or "no paired runs in this sweep"
-        return claim
-    claim.verdict, claim.summary = decide(supported, untied)
-    if ties:
-        claim.summary += f"; {ties} tied pair(s) left out"
-    claim.evidence = evidence.rename(columns={"mean_a": f"mean {names[0]}", "mean_b": f"mean {names[1]}",
-                                              "inf_a": f"{names[0]} diverged", "inf_b": f"{names[1]} diverged"})
-    return claim
+def effects_at(curves: Curves, table: pd.DataFrame, spec: ClaimSpec, budget: Budget) -> tuple[np.ndarray, list, int]:
+    """Effects and strata of the pairs observable at ``budget``, and how many were not observable."""
+    cols = [c for c in table.columns if c.startswith("cell_")]
+    worst = _worst(spec)
+    out, strata, unobserved = [], [], 0
+    for cells, stratum in zip(table[cols].itertuples(index=False, name=None), table["stratum"]):
+        at = budget_point(curves, cells, spec, budget)
+        if np.isnan(at):
+            values = [worst] * len(cells)
+        else:
+            values = [curves.read(c, spec, budget.axis, at, worst) for c in cells]
+        if any(v is None for v in values):
+            unobserved += 1
+            continue
+        out.append(effect(values, spec))
+        strata.append(stratum)
+    return np.asarray(out, dtype=float), strata, unobserved
 
 
-def _optimizer_claim(claim: Claim, runs: pd.DataFrame, curves: Curves, a: str, b: str, value, better) -> Claim:
-    table = pairs(runs, "optimizer", a, b)
-    if table.empty:
-        return _finish(claim, table, 0, 0, 0, (a, b), f"no paired {a} and {b} runs in this sweep")
-    table["value_a"], table["value_b"] = zip(*[value(x, y) for x, y in zip(table["cell_id_a"], table["cell_id_b"])])
-    table["group"] = table["section_a"]
-    evidence, supported, untied, ties = _compare(table, "group", better)
-    return _finish(claim, evidence, supported, untied, ties, (a, b),
-                   f"no {a}/{b} pairs with data (all errored or skipped)")
+# --------------------------------------------------------------------------- applicability
+def section_info(row: pd.Series, loss_is_factor: bool, ratios: dict) -> dict:
+    """What ``ClaimSpec.applies`` sees of a pair's section (no names chosen by the engine)."""
+    hidden = _load_list(row.get("hidden"))
+    return {"dataset": row.get("dataset"), "dataset_params": _load(row.get("dataset_params")),
+            "loss": None if loss_is_factor else row.get("loss"),
+            "loss_params": {} if loss_is_factor else _load(row.get("loss_params")),
+            "hidden": hidden, "convex": not hidden, "activation": row.get("activation"),
+            "dtype": row.get("dtype"), "imbalance": ratios.get(row.get("family"), 1.0)}
 
 
-def sgd_faster_early(runs, curves) -> Claim:
-    claim = Claim("sgd-early", "SGD lowers the loss faster than BGD early",
-                  "\"SGD converges fast\" (BGD vs SGD slide).",
-                  "Training loss after epoch 1 — both optimizers have then seen every training sample "
-                  "once (equal samples seen) — is lower for sgd than for bgd.")
-    return _optimizer_claim(claim, runs, curves, "sgd", "bgd",
-                            lambda x, y: (curves.at_epoch(x, 1), curves.at_epoch(y, 1)), lambda x, y: x < y)
+def _load_list(text) -> list:
+    try:
+        value = json.loads(text) if isinstance(text, str) else list(text or [])
+    except (TypeError, ValueError):
+        return []
+    return list(value) if isinstance(value, list) else []
 
 
-def bgd_better_late(runs, curves) -> Claim:
-    claim = Claim("bgd-late", "BGD reaches a lower loss after many epochs",
-                  "\"BGD outperforms SGD after many iterations\" (BGD vs SGD slide).",
-                  "Training loss at the end of the run (the sweep's epoch budget, or where a stopping "
-                  "rule ended it) is lower for bgd than for sgd.")
-    return _optimizer_claim(claim, runs, curves, "bgd", "sgd",
-                            lambda x, y: (curves.final(x), curves.final(y)), lambda x, y: x < y)
+def _applicable(runs: pd.DataFrame, table: pd.DataFrame, spec: ClaimSpec) -> pd.DataFrame:
+    if spec.applies is None or table.empty:
+        return table
+    ratios = {fam: imbalance(g) for fam, g in runs.groupby("family")}
+    loss_is_factor = _factor(spec)[0] == "loss"
+    keep = [bool(spec.applies(section_info(row, loss_is_factor, ratios))) for _, row in table.iterrows()]
+    return table[np.asarray(keep, dtype=bool)].reset_index(drop=True)
 
 
-def shuffled_beats_cyclic(runs, curves) -> Claim:
-    claim = Claim("sgd-vs-point", "Shuffled SGD converges better than cyclic point GD",
-                  "\"If we loop through the samples in the same order, we may get cyclic behavior; we "
-                  "must go through them randomly to get more convergent behavior\" (SGD slide).",
-                  "Training loss at the end of the run is lower for sgd (reshuffled every epoch) than "
-                  "for point (the same fixed order every epoch).")
-    return _optimizer_claim(claim, runs, curves, "sgd", "point",
-                            lambda x, y: (curves.final(x), curves.final(y)), lambda x, y: x < y)
-
-
-def minibatch_in_between(runs, curves) -> Claim:
-    claim = Claim("minibatch-between", "Mini-batch GD lies between SGD and BGD",
-                  "Mini-batch: quicker updates than batch, less noisy than one sample (Mini-Batch GD slide).",
-                  "Training loss after epoch 1 (equal samples seen) of minibatch lies between those of "
-                  "sgd and bgd (inclusive); every minibatch variant (batch size) is paired separately.")
-    sb = pairs(runs, "optimizer", "sgd", "bgd")
-    if sb.empty:
-        return _finish(claim, sb, 0, 0, 0, ("minibatch", "sgd..bgd"), "no paired sgd and bgd runs in this sweep")
-    mb = runs[runs["optimizer"] == "minibatch"]
-    key = [k for k in PAIR_KEY if k in runs.columns]
-    table = sb.merge(mb[key + ["cell_id", "method"]], on=key)
-    if table.empty:
-        return _finish(claim, table, 0, 0, 0, ("minibatch", "sgd..bgd"),
-                       "no minibatch runs paired with sgd and bgd in this sweep")
-    values = []
-    for m, s, b in zip(table["cell_id"], table["cell_id_a"], table["cell_id_b"]):
-        vm, vs, vb = curves.at_epoch(m, 1), curves.at_epoch(s, 1), curves.at_epoch(b, 1)
-        inside = np.nan if np.isnan([vm, vs, vb]).any() else float(min(vs, vb) <= vm <= max(vs, vb))
-        values.append((vm, inside))
-    table["value_a"] = [v for v, _ in values]
-    table["value_b"] = [i for _, i in values]   # 1.0 when inside the sgd..bgd interval
-    table = table[table["value_b"].notna()]
-    table["group"] = table["section_a"] + " · " + table["method"]
-    if table.empty:
-        return _finish(claim, table, 0, 0, 0, ("minibatch", "inside"), "no complete sgd/bgd/minibatch triples")
-    rows = []
-    for group, g in table.groupby("group", sort=True):
-        rows.append({"group": group, "pairs": len(g), "ties": 0, "supported": int(g["value_b"].sum()),
-                     "mean minibatch": _finite_mean(g["value_a"]),
-                     "mean sgd": _finite_mean(pd.Series([curves.at_epoch(c, 1) for c in g["cell_id_a"]])),
-                     "mean bgd": _finite_mean(pd.Series([curves.at_epoch(c, 1) for c in g["cell_id_b"]]))})
-    claim.verdict, claim.summary = decide(int(table["value_b"].sum()), len(table))
-    claim.evidence = pd.DataFrame(rows)
-    return claim
-
-
-def wce_raises_minority_recall(runs, curves) -> Claim:
-    claim = Claim("wce-recall", "WCE raises the minority recall on face-vs-background over CE",
-                  "Class weights C_n = M/m_i for unbalanced data, e.g. face detection with far more "
-                  "background than faces (Special Cases: WCE slide).",
-                  "Test recall of the minority class (fewest training samples: the faces) at the end of "
-                  "the run is higher with wce than with ce, on face-vs-background datasets, for the same "
-                  "optimizer and seed. Only runs that finished (done/stopped) are compared.")
-    face = runs[runs["dataset"].str.startswith(FACE_PREFIX) & runs["status"].isin(OK_STATUSES)]
-    key = [k for k in PAIR_KEY if k not in ("loss", "loss_params")] + ["optimizer", "optimizer_params"]
-    table = pairs(face, "loss", "wce", "ce", key=key)
-    if table.empty:
-        return _finish(claim, table, 0, 0, 0, ("wce", "ce"),
-                       "no finished ce and wce runs on a face-vs-background dataset in this sweep")
-    table["value_a"] = table["test_minority_recall_a"].astype(float)
-    table["value_b"] = table["test_minority_recall_b"].astype(float)
-    table["group"] = table["family_a"] + " · " + table["method_a"]
-    evidence, supported, untied, ties = _compare(table, "group", lambda x, y: x > y)
-    return _finish(claim, evidence, supported, untied, ties, ("wce", "ce"), "no ce/wce pair has a minority recall")
-
-
-def _batch_size_key(frame: pd.DataFrame) -> pd.DataFrame:
-    frame["extra_key"] = frame["optimizer_params"].map(lambda p: params_text(p))
-    frame["extra_key"] = frame["extra_key"].map(
-        lambda t: next((part for part in t.split(", ") if part.startswith("batch_size=")), "batch_size=default"))
-    return frame
-
-
-def batch_norm_speeds_up(runs, curves) -> Claim:
-    claim = Claim("batch-norm", "Batch normalisation speeds up mini-batch GD",
-                  "Mini-Batch Normalization: normalise each batch to mean 0, variance 1 (slides).",
-                  "Mean training loss over epochs 1..E (area under the loss curve per epoch; E = the "
-                  "last epoch both runs recorded) is lower for minibatch-bn than for minibatch at the "
-                  "same batch size.")
-    table = pairs(runs, "optimizer", "minibatch-bn", "minibatch", extra=_batch_size_key)
-    if table.empty:
-        return _finish(claim, table, 0, 0, 0, ("minibatch-bn", "minibatch"),
-                       "no paired minibatch-bn and minibatch runs (same batch size) in this sweep")
-    table["value_a"], table["value_b"] = zip(*[curves.mean_over_common(x, y)
-                                               for x, y in zip(table["cell_id_a"], table["cell_id_b"])])
-    table["group"] = table["section_a"] + " · " + table["extra_key"]
-    evidence, supported, untied, ties = _compare(table, "group", lambda x, y: x < y)
-    return _finish(claim, evidence, supported, untied, ties, ("minibatch-bn", "minibatch"),
-                   "no minibatch-bn/minibatch pair with data (all errored or skipped)")
-
-
-CHECKS = (sgd_faster_early, bgd_better_late, shuffled_beats_cyclic, minibatch_in_between,
-          wce_raises_minority_recall, batch_norm_speeds_up)
-
-
-def evaluate(final_runs: pd.DataFrame, rows: pd.DataFrame) -> list[Claim]:
-    """All lecture claims, checked on the final-phase runs and their per-epoch rows."""
+# --------------------------------------------------------------------------- evaluation
+def evaluate(specs, final_runs: pd.DataFrame, rows: pd.DataFrame, alpha: float = stats.ALPHA) -> list[ClaimResult]:
+    """Every claim in ``specs`` checked on the final-phase runs and their per-epoch rows."""
+    specs = list(specs)
     curves = Curves(final_runs, rows)
-    return [check(final_runs, curves) for check in CHECKS]
+    usable = final_runs[final_runs["cell_id"].map(curves.usable)] if len(final_runs) else final_runs
+    results = []
+    for spec in specs:
+        table, note = pair_table(usable, spec) if len(usable) else (pd.DataFrame(), "no usable runs")
+        if not table.empty:
+            table = _applicable(usable, table, spec)
+            if table.empty:
+                note = "no pair in a section this claim applies to"
+        result = ClaimResult(spec, table, note)
+        for budget in spec.budgets:
+            br = BudgetResult(budget)
+            if not table.empty:
+                values, strata, br.unobserved = effects_at(curves, table, spec, budget)
+                if values.size:
+                    br.evidence = stats.evidence(values, spec.tie, strata)
+            result.budgets.append(br)
+        results.append(result)
+    _judge(results, alpha)
+    return results
+
+
+def _judge(results: list[ClaimResult], alpha: float) -> None:
+    """Holm across the page's claims (headline budgets), then the verdicts and their reasons."""
+    m = max(1, len(results))
+    headline_p = [r.headline.evidence.p if r.headline.evidence else np.nan for r in results]
+    section_p: dict = {}
+    for r in results:
+        if r.headline.evidence:
+            for label, ev in r.headline.evidence.sections.items():
+                section_p.setdefault(label, []).append((id(r), ev.p))
+    for i, r in enumerate(results):
+        others = [p for j, p in enumerate(headline_p) if j != i]
+        for br in r.budgets:
+            ev = br.evidence
+            if ev is None:
+                br.reason = _missing(r, br)
+                continue
+            br.p_adj = stats.holm_within(ev.p, others)
+            sections = {}
+            for label, sev in ev.sections.items():
+                rivals = [p for owner, p in section_p.get(label, []) if owner != id(r)]
+                q = stats.holm_within(sev.p, rivals)
+                verdict, reason = stats.decide_section(sev, q, alpha, len(rivals) + 1)
+                br.sections[label] = (verdict, reason, q)
+                sections[label] = (sev, q)
+            br.verdict, br.reason = stats.decide(ev, br.p_adj, alpha, m, sections)
+            if br.unobserved:
+                br.reason += f"; {br.unobserved} pair(s) not observable at this budget"
+
+
+def _missing(result: ClaimResult, br: BudgetResult) -> str:
+    if result.note:
+        return result.note
+    if br.unobserved:
+        return (f"no pair is observable at this budget ({br.unobserved} pair(s) lack a record there: a run "
+                f"stopped before it, or it falls before a run's first record): no budget of this kind where "
+                f"the claim can be checked exists in this sweep")
+    return "no pairs"
+
+
+# --------------------------------------------------------------------------- description and tables
+def describe(spec: ClaimSpec) -> str:
+    """The claim's measure and effect in one sentence, from its spec."""
+    what = spec.metric.replace("_", " ")
+    if spec.statistic == "area":
+        what = f"mean {what} over [0, budget] (area under its curve / budget)"
+    unit = "log" if spec.scale == "log" else "difference of"
+    a, b = spec.a, spec.b
+    if spec.direction == "between":
+        body = (f"{a} lies between {b} and {spec.c}: effect = the smaller of the {unit} distances of {a} "
+                f"from the nearer end, inside the interval (negative outside)")
+    elif spec.direction == "lower":
+        body = f"{a} is lower than {b}: effect = {unit} {b} minus {unit} {a}"
+    else:
+        body = f"{a} is higher than {b}: effect = {unit} {a} minus {unit} {b}"
+    budgets = "; ".join(b_.label for b_ in spec.budgets)
+    return (f"Compared: {spec.factor} = {' / '.join(map(str, spec.sides))}. Measure: {what}. True per pair when "
+            f"{body} (tie when |effect| <= {spec.tie:g}). Budgets: {budgets} (the first is the headline).")
+
+
+def _num(value) -> float:
+    return float(value) if value is not None else np.nan
+
+
+def budget_rows(result: ClaimResult) -> pd.DataFrame:
+    """One row per budget of a claim: evidence, p, Holm p, verdict, reason."""
+    rows = []
+    for br in result.budgets:
+        ev = br.evidence or stats.Evidence()
+        rows.append({"budget": br.budget.label, "verdict": br.verdict, "pairs": ev.pairs, "ties": ev.ties,
+                     "support": ev.support, "against": ev.against, "not observable": br.unobserved,
+                     "median effect": _num(ev.median), "CI low": _num(ev.ci[0]), "CI high": _num(ev.ci[1]),
+                     "p": _num(ev.p) if ev.pairs else np.nan, "Holm p": _num(br.p_adj), "reason": br.reason})
+    return pd.DataFrame(rows)
+
+
+def section_rows(result: ClaimResult) -> pd.DataFrame:
+    """One row per section at the headline budget: evidence, p, Holm p (within the section), verdict, reason."""
+    br = result.headline
+    if br.evidence is None:
+        return pd.DataFrame()
+    rows = []
+    for label, ev in br.evidence.sections.items():
+        verdict, reason, q = br.sections[label]
+        rows.append({"section": label, "verdict": verdict, "pairs": ev.pairs, "ties": ev.ties,
+                     "support": ev.support, "against": ev.against, "median effect": ev.median,
+                     "CI low": ev.ci[0], "CI high": ev.ci[1], "p": ev.p, "Holm p": q, "reason": reason})
+    return pd.DataFrame(rows)
+
+
+def verdict_table(results) -> pd.DataFrame:
+    """The page's summary: per claim, its headline budget with pooled and per-section verdicts."""
+    rows = []
+    for r in results:
+        br = r.headline
+        ev = br.evidence or stats.Evidence()
+        per_section = "; ".join(f"{label}: {v}" for label, (v, _, _) in br.sections.items())
+        rows.append({"claim": r.spec.title, "budget": br.budget.label, "verdict": br.verdict,
+                     "sections": per_section, "median effect": _num(ev.median), "CI low": _num(ev.ci[0]),
+                     "CI high": _num(ev.ci[1]), "pairs": ev.pairs, "ties": ev.ties,
+                     "p": _num(ev.p) if ev.pairs else np.nan, "Holm p": _num(br.p_adj), "reason": br.reason})
+    return pd.DataFrame(rows)

@@ -96,6 +96,20 @@ def runs(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def imbalance(family_runs: pd.DataFrame) -> float:
+    """Largest/smallest true-class count in a stored test confusion matrix (1.0 if unknown)."""
+    for text in family_runs["test_confusion"].dropna() if "test_confusion" in family_runs.columns else ():
+        if not text:
+            continue
+        try:
+            counts = np.asarray(json.loads(text), dtype=float).sum(axis=1)
+        except (TypeError, ValueError):
+            continue
+        if counts.size > 1 and counts.min() > 0:
+            return float(counts.max() / counts.min())
+    return 1.0
+
+
 def params_text(params_json: str) -> str:
     """``{"batch_size": 32}`` -> ``batch_size=32`` (empty for no params)."""
     try:
@@ -149,8 +163,9 @@ def add_labels(run_frame: pd.DataFrame) -> pd.DataFrame:
     """Add ``family`` (dataset ...), ``section`` (dataset and loss ...) and ``method`` (optimizer ...) labels.
 
     Labels name a plugin's params and the engine settings only where they vary
-    across the sweep, so a default sweep reads ``digits / ce`` and ``sgd``
-    while a batch-size sweep reads ``minibatch (batch_size=16)``.
+    across the sweep, so a sweep with one setting per optimizer reads
+    ``<dataset> / <loss>`` and ``<optimizer>`` while a batch-size sweep reads
+    ``<optimizer> (batch_size=16)``.
     """
     out = run_frame.copy()
     if out.empty:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 TEMPLATES = Path(__file__).with_name("templates")
-WRAPPED = ("reason", "group", "measured", "rule")
+WRAPPED = ("reason", "group", "measured", "rule", "sections", "section", "claim")
 
 
 def table(frame: pd.DataFrame, title: str = "", csv: str = "", md: str = "", digits: int = 4) -> dict:

@@ -15,9 +15,9 @@ TARGET_RULE = (
     "Target loss of a dataset/loss section: L0 - 0.9 (L0 - L*), i.e. the training loss after "
     "90% of the best reduction: L0 is the mean epoch-0 training loss of the section's runs and "
     "L* the lowest mean (over seeds) final training loss of any optimizer in the section. "
-    "A run reaches the target at the first recorded epoch whose training loss is at or below it; "
-    "epochs, samples seen and training seconds are read at that epoch (epoch granularity) and "
-    "averaged over the seeds that reached it."
+    "A run reaches the target where its training loss first falls to it: between the last record "
+    "above the target and the first at or below it, the epoch, samples seen and training seconds "
+    "are interpolated linearly in the loss; they are averaged over the seeds that reached it."
 )
 SUMMARY_METRICS = (
     ("train_loss", "train loss"),
@@ -50,18 +50,39 @@ def section_targets(final_runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def time_to_target(rows: pd.DataFrame, final_runs: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
-    """Per run: the epoch, samples seen and seconds at which it first reached its section's target."""
+    """Per run: the epoch, samples seen and seconds at which it first reached its section's target.
+
+    Between the last record above the target and the first at or below it, the
+    crossing is interpolated linearly in the loss (records are per epoch, so
+    without it every run would reach the target on a whole epoch).
+    """
     target_of = targets.set_index("section")["target_loss"]
     section_of = final_runs.set_index("cell_id")["section"]
     data = rows[["cell_id", "epoch", "samples_seen", "train_seconds", "train_loss"]].copy()
     data["target"] = data["cell_id"].map(section_of).map(target_of)
-    hit = data[np.isfinite(data["train_loss"]) & (data["train_loss"] <= data["target"])]
-    first = hit.sort_values("epoch", kind="stable").groupby("cell_id").head(1).set_index("cell_id")
+    data = data[np.isfinite(data["train_loss"])].sort_values(["cell_id", "epoch"], kind="stable")
+    found = {}
+    for cid, run in data.groupby("cell_id", sort=False):
+        loss, target = run["train_loss"].to_numpy(float), float(run["target"].iloc[0])
+        hit = np.flatnonzero(loss <= target)
+        if not hit.size:
+            continue
+        i = int(hit[0])
+        share = 0.0 if i == 0 else (loss[i - 1] - target) / (loss[i - 1] - loss[i])
+        found[cid] = {col: _between(run[col].to_numpy(float), i, share) for col, _ in TO_TARGET}
+    first = pd.DataFrame.from_dict(found, orient="index", columns=[c for c, _ in TO_TARGET])
     out = pd.DataFrame(index=final_runs["cell_id"])
     for col, _ in TO_TARGET:
-        out[col] = first[col].reindex(out.index)
+        out[col] = first[col].reindex(out.index) if len(first) else np.nan
     out["reached"] = out["epoch"].notna()
     return out
+
+
+def _between(values: np.ndarray, i: int, share: float) -> float:
+    """The value a share of the way from record i-1 to record i (record i itself when i is 0)."""
+    if i == 0:
+        return float(values[0])
+    return float(values[i - 1] + share * (values[i] - values[i - 1]))
 
 
 def _mean_std(values: pd.Series) -> tuple[float, float]:
@@ -167,3 +188,25 @@ def to_markdown(frame: pd.DataFrame) -> str:
     line = lambda r: "| " + " | ".join(v.ljust(w) for v, w in zip(r, widths)) + " |"  # noqa: E731
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
+
+
+RANK_METRICS = (("train_loss", "final training loss"), ("test_loss", "final test loss"))
+RANK_RULE = (
+    "Average ranks: in each dataset/loss section the methods are ranked (1 = best, ties share the mean rank) "
+    "by the median over seeds of their final value, a diverged run counting as infinite (so a method with half "
+    "or more of its seeds diverged ranks last); only sections where "
+    "every method has a finished or diverged run count (complete blocks). Friedman's test asks whether the "
+    "ranks differ at all; two methods whose average ranks differ by less than the Nemenyi critical difference "
+    "(alpha 0.05, Demsar 2006) are not significantly different."
+)
+
+
+def rank_matrix(final_runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Sections x methods: the median over seeds of the final ``metric`` (inf for a diverged run); complete rows only."""
+    usable = final_runs[final_runs["status"].isin(OK_STATUSES + ("diverged",))].copy()
+    if usable.empty or metric not in usable.columns:
+        return pd.DataFrame()
+    values = pd.to_numeric(usable[metric], errors="coerce")
+    usable["value"] = np.where(usable["status"] == "diverged", np.inf, values)
+    matrix = usable.groupby(["section", "method"])["value"].median().unstack("method")
+    return matrix.dropna(axis=0, how="any")

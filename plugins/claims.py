@@ -7,7 +7,7 @@ which measure and at which budgets (the first is its headline budget).
 """
 from __future__ import annotations
 
-import harness
+from harness.plugin import hookimpl
 from harness.plugin.claims import Budget, ClaimSpec
 
 IMBALANCED = 2.0    # the largest test class at least this many times the smallest
@@ -77,7 +77,7 @@ CLAIMS = (
 )
 
 
-@harness.hookimpl
+@hookimpl
 def register_claims(register):
     for spec in CLAIMS:
         register(spec)

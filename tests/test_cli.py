@@ -44,10 +44,11 @@ def test_plugins_json_shows_the_builtins():
     assert out.returncode == 0
     doc = json.loads(out.stdout)
     builtins = {p["name"]: p for p in doc["plugins"] if p["builtin"]}
-    assert set(builtins) == {"optimizers", "losses", "datasets"}
+    assert set(builtins) == {"optimizers", "losses", "datasets", "claims"}
     assert all(p["distribution"] == "harness-gd" and p["version"] == __version__ for p in builtins.values())
     assert {"bgd", "point", "sgd", "minibatch", "minibatch-bn"} <= set(builtins["optimizers"]["registered"]["optimizers"])
     assert {"ce", "bce", "wce"} <= set(builtins["losses"]["registered"]["losses"])
+    assert len(builtins["claims"]["registered"]["claims"]) == 6   # the lecture's claims, as plugins
 
 
 def test_list_optimizers_json_has_hyperparameters_and_defaults():

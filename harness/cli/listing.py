@@ -18,7 +18,11 @@ def configure(parser):
 
 def _entry(kind: str, spec) -> dict:
     entry = {"name": spec.name, "description": spec.description,
-             "params": [p.to_dict() for p in spec.params]}
+             "params": [p.to_dict() for p in getattr(spec, "params", ())]}
+    if kind == "claims":   # a claim has no hyper-parameters: show what it compares and how
+        sides = " vs ".join(map(str, spec.sides))
+        entry["compares"] = f"{spec.factor}: {sides}; {spec.direction} {spec.statistic} of {spec.metric}"
+        entry["budgets"] = [b.label for b in spec.budgets]
     if kind == "datasets":
         try:
             entry["info"] = describe(spec.load())
@@ -42,8 +46,12 @@ def _print_text(entries: list, kind: str) -> None:
                     print(f"    source: {info['source']}")
             else:
                 print(f"    unavailable: {e['unavailable']}")
+        if kind == "claims":
+            print(f"    compares {e['compares']}; at {', '.join(e['budgets'])}")
         for p in e["params"]:
             print(_param_line(p))
+    if kind == "claims":
+        return
     if kind == "datasets":
         print("every dataset also takes (the engine's preprocessing):")
         for p in PREPROCESS_PARAMS:

@@ -5,6 +5,7 @@ import (docs/plugins.md). This layer imports nothing of the engine: a plugin
 depends on it alone. The loader (``harness.plugin.loader``) and the kinds'
 hook specs (``harness.plugin.hookspecs``) live here too.
 """
+from harness.plugin.claims import Budget, ClaimSpec
 from harness.plugin.cache import atomic_save_npz, data_home, fingerprint
 from harness.plugin.hookspecs import hookimpl
 from harness.plugin.specs import (CheckContext, Dataset, DatasetSpec, DatasetUnavailable, Loss, LossSpec, Optimizer,
@@ -22,6 +23,8 @@ __all__ = [
     "CheckContext",
     "Optimizer",
     "Loss",
+    "ClaimSpec",
+    "Budget",
     "fingerprint",
     "data_home",
     "atomic_save_npz",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable
 import pluggy
 
 if TYPE_CHECKING:  # annotations only: specs are imported by plugins, not needed to declare hooks
+    from harness.plugin.claims import ClaimSpec
     from harness.plugin.specs import DatasetSpec, LossSpec, OptimizerSpec
 
 __all__ = ["hookspec", "hookimpl", "HOOK_NAMES"]
@@ -58,5 +59,15 @@ def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     """
 
 
-HOOK_NAMES = ("register_optimizers", "register_losses", "register_datasets")
+@hookspec
+def register_claims(register: Callable[[ClaimSpec], None]) -> None:
+    """Register claims the report tests: call ``register(ClaimSpec(...))`` once for each.
+
+    A claim compares runs that differ in one factor alone (docs/reports.md,
+    "Adding a claim"). Called like :func:`register_optimizers`, with the same
+    failure rules.
+    """
+
+
+HOOK_NAMES = ("register_optimizers", "register_losses", "register_datasets", "register_claims")
 """Every hook name, in the order the loader calls them."""

@@ -102,6 +102,7 @@ class Registry:
     optimizers: dict = field(default_factory=dict)
     losses: dict = field(default_factory=dict)
     datasets: dict = field(default_factory=dict)
+    claims: dict = field(default_factory=dict)
     plugins: list = field(default_factory=list)
     failures: list = field(default_factory=list)
     warnings: list = field(default_factory=list)

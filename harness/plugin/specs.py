@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Protocol, Sequenc
 import numpy as np
 
 from harness.errors import HarnessError, UsageError
+from harness.plugin.claims import ClaimSpec
 
 __all__ = [
     "Param",
@@ -41,7 +42,7 @@ __all__ = [
     "resolve_params",
 ]
 
-SINGULAR = {"optimizers": "optimizer", "losses": "loss", "datasets": "dataset"}
+SINGULAR = {"optimizers": "optimizer", "losses": "loss", "datasets": "dataset", "claims": "claim"}
 """The one map between a kind's plural (hook and registry tables) and singular (messages, ``--set``) names."""
 
 
@@ -307,5 +308,6 @@ class DatasetSpec:
     kind: str = "dataset"
 
 
-SPEC_TYPES: dict[str, type[Any]] = {"optimizers": OptimizerSpec, "losses": LossSpec, "datasets": DatasetSpec}
+SPEC_TYPES: dict[str, type[Any]] = {"optimizers": OptimizerSpec, "losses": LossSpec, "datasets": DatasetSpec,
+                                     "claims": ClaimSpec}
 """The spec type each ``register_<kind>`` hook accepts, by plural kind name."""

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from harness.learning import metrics, schedules
+from harness.learning import kernels, metrics, schedules
 from harness.plugin.specs import Refused, resolve_params
 from harness.learning.runconfig import RunConfig
 from harness.learning.split import Split
@@ -124,8 +124,22 @@ def train_epoch(model: MLP, optimizer, loss, X: np.ndarray, y: np.ndarray, rng: 
     t). Returns (updates done, samples seen, last learning rate, the update
     number at which the batch loss became non-finite or None); the epoch is cut
     short at such an update.
+
+    When the model, the optimizer and the loss all offer the compiled fast path
+    (``harness.learning.kernels``) the epoch runs there: same batches from the
+    optimizer's generator, same learning rates, same arithmetic up to rounding.
+    Otherwise the general numpy path below runs the plugins' own methods.
     """
     n = len(y)
+    plan = kernels.plan_for(model, optimizer, loss)
+    if plan is not None and kernels.accepts(plan, X, y):
+        batches = list(optimizer.batches(n, rng))
+        lrs = np.array([lr_at(updates + k) for k in range(len(batches))], dtype=np.float64)
+        with np.errstate(all="ignore"):
+            done, seen, bad = kernels.run_epoch(plan, batches, X, y, lrs)
+        lr = float(lrs[done - 1]) if done else lr_at(updates)
+        return done, seen, lr, (updates + done if bad >= 0 else None)
+
     params, grads = model.params, model.grads
     one_sample_ok = not model.batch_norm
     done = seen = 0

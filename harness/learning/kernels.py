@@ -1,0 +1,293 @@
+"""Compiled (numba) epoch loops: the fast path of ``trainer.train_epoch``.
+
+The fast path is a capability, never a list of plugin names. An epoch runs
+compiled only when all three parts offer it:
+
+* the model: ``MLP.compiled_ok`` (no batch normalisation);
+* the optimizer: ``step_is_plain_gd = True``, declaring that ``step(params,
+  grads, lr)`` is exactly ``p -= lr * g`` for every array and keeps no state,
+  so the kernel may apply it itself (fused into the backward pass);
+* the loss: ``compiled_row_grad(dtype)`` returning ``(kernel, params)``, where
+  ``kernel`` is a numba ``cfunc`` with the signature ``ROW_SIGNATURES[dtype]``::
+
+      double kernel(const T *z, intp k, int64 label, const double *params, T *g)
+
+  It returns the loss of one row of ``k`` logits and writes d(row loss)/dz
+  into ``g``; ``params`` is the float64 array it returned (class weights,
+  say). The batch loss is the mean of the row losses, its gradient the row
+  gradients divided by the batch size, as ``Loss.loss_grad`` defines them.
+
+Anything else (a plugin optimizer with state, a loss without a kernel, batch
+norm, numba missing, ``HARNESS_FASTPATH=0``) takes the general numpy path,
+unchanged. The optimizer's ``batches`` generator still decides the order: its
+index arrays for one epoch are concatenated and handed to the kernel, with the
+epoch's learning rates precomputed from the schedule.
+
+Specialisations are kept to one per (kernel, dtype): the activation is an
+integer argument and the loss arrives as a C function pointer of a fixed
+signature, so ``cache=True`` reuses the compiled code across processes.
+"""
+from __future__ import annotations
+
+import math
+import os
+import weakref
+
+import numpy as np
+
+try:  # numba is a dependency, but a missing or broken install must only cost speed
+    import numba
+    from numba import types as _t
+except ImportError:  # pragma: no cover - exercised only without numba
+    numba = None
+
+ACTIVATION_CODES = {"relu": 0, "tanh": 1, "sigmoid": 2}
+ENV_SWITCH = "HARNESS_FASTPATH"
+
+if numba is not None:
+    ROW_SIGNATURES = {
+        np.dtype(name): _t.float64(_t.CPointer(nb), _t.intp, _t.int64, _t.CPointer(_t.float64), _t.CPointer(nb))
+        for name, nb in (("float64", _t.float64), ("float32", _t.float32))
+    }
+else:  # pragma: no cover
+    ROW_SIGNATURES = {}
+
+
+def enabled() -> bool:
+    """False when numba is missing or the user set ``HARNESS_FASTPATH=0``."""
+    return numba is not None and os.environ.get(ENV_SWITCH, "1") not in ("0", "false", "no", "off")
+
+
+class FastPlan:
+    """What one (model, optimizer, loss) needs to run epochs compiled."""
+
+    def __init__(self, model, kernel, kernel_params: np.ndarray):
+        self.model = model
+        self.kernel = kernel
+        self.kernel_params = np.ascontiguousarray(kernel_params, dtype=np.float64)
+        self.act = ACTIVATION_CODES[model.activation]
+        self.width = int(sum(model.layout[:, 1]))       # activations of every layer, logits last
+        self.sample_A = np.empty(self.width, model.dtype)
+        self.sample_D = np.empty(self.width, model.dtype)
+        self._batch_capacity = self._gather_size = 0
+        self.A = self.D = self.Xb = np.empty(0, model.dtype)
+
+    def batch_buffers(self, rows: int, gathered: int, n_features: int):
+        """Activations and deltas for ``rows`` rows; room to gather ``gathered`` input rows."""
+        dtype = self.model.dtype
+        if rows > self._batch_capacity:
+            self.A = np.empty(rows * self.width, dtype)
+            self.D = np.empty(rows * self.width, dtype)
+            self._batch_capacity = rows
+        if gathered * n_features > self._gather_size:
+            self.Xb = np.empty(gathered * n_features, dtype)
+            self._gather_size = gathered * n_features
+        return self.A, self.D, self.Xb
+
+
+_PLANS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def plan_for(model, optimizer, loss):
+    """The compiled-path plan for these three objects, or None when any of them lacks the capability."""
+    if not (enabled() and getattr(model, "compiled_ok", False)
+            and getattr(optimizer, "step_is_plain_gd", False) is True):
+        return None
+    cached = _PLANS.get(model)
+    if cached is not None and cached[0] is loss:
+        return cached[1]
+    offer = getattr(loss, "compiled_row_grad", None)
+    found = offer(model.dtype) if offer is not None else None
+    plan = None
+    if found is not None:
+        kernel, params = found
+        if getattr(kernel, "_sig", None) == ROW_SIGNATURES.get(model.dtype):
+            plan = FastPlan(model, kernel, params)
+    _PLANS[model] = (loss, plan)
+    return plan
+
+
+def accepts(plan: FastPlan, X: np.ndarray, y: np.ndarray) -> bool:
+    """The kernels read C-contiguous inputs of the model's dtype and int64 labels."""
+    return (X.dtype == plan.model.dtype and X.flags.c_contiguous and X.ndim == 2
+            and y.dtype == np.int64 and y.flags.c_contiguous)
+
+
+def run_epoch(plan: FastPlan, batches: list, X: np.ndarray, y: np.ndarray, lrs: np.ndarray):
+    """Run one epoch's updates compiled; returns (updates done, samples seen, index of a bad update or -1).
+
+    ``batches`` are the optimizer's index arrays in order, ``lrs`` the learning
+    rate of each update. Mirrors the general path: a batch whose loss is not
+    finite is still applied, and the epoch stops right after it.
+    """
+    model = plan.model
+    sizes = np.fromiter((len(b) for b in batches), np.int64, len(batches))
+    order = np.concatenate(batches).astype(np.int64, copy=False) if batches else np.empty(0, np.int64)
+    lrs = lrs.astype(model.dtype)
+    if len(sizes) and np.all(sizes == 1):
+        done, bad = _sample_epoch(model.flat_params, model.layout, plan.act, X, y, order, lrs,
+                                  plan.kernel, plan.kernel_params, plan.sample_A, plan.sample_D)
+        return done, done, bad
+    starts = np.zeros(len(sizes) + 1, np.int64)
+    np.cumsum(sizes, out=starts[1:])
+    n = len(y)
+    identity = len(sizes) == 1 and sizes[0] == n and np.array_equal(order, np.arange(n))
+    rows = int(sizes.max()) if len(sizes) else 0
+    A, D, Xb = plan.batch_buffers(rows, 0 if identity else rows, X.shape[1])
+    inv_sizes = (1.0 / np.maximum(sizes, 1)).astype(model.dtype)
+    done, bad = _batch_epoch(model.flat_params, model.flat_grads, model.layout, plan.act, X.reshape(-1), y,
+                             order, starts, lrs, inv_sizes, identity, plan.kernel, plan.kernel_params,
+                             A, D, Xb, plan.width)
+    return done, int(starts[done]), bad
+
+
+if numba is not None:
+    _jit = numba.njit(cache=True, nogil=True)
+
+    @_jit
+    def _activate(z, act):
+        if act == 0:
+            return z if z > 0 else z * 0
+        if act == 1:
+            return math.tanh(z)
+        if z >= 0:
+            return 1 / (1 + math.exp(-z))
+        e = math.exp(z)
+        return e / (1 + e)
+
+    @_jit
+    def _derivative(a, act):
+        """act'(z) written in terms of the activation output a (as the numpy path does)."""
+        if act == 0:
+            return a * 0 + (1 if a > 0 else 0)
+        if act == 1:
+            return 1 - a * a
+        return (1 - a) * a
+
+    @_jit
+    def _sample_epoch(flat, layout, act, X, y, order, lrs, kernel, kparams, A, D):
+        """Per-sample updates: matrix-vector loops, the plain-GD step fused into the backward pass."""
+        L1 = layout.shape[0]
+        for t in range(order.shape[0]):
+            i = order[t]
+            lr = lrs[t]
+            x = X[i]
+            # forward: A holds each layer's output, the logits last
+            off = 0
+            for l in range(L1):
+                fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+                for j in range(fo):
+                    A[off + j] = 0
+                for r in range(fi):
+                    ar = x[r] if l == 0 else A[off - fi + r]
+                    base = wo + r * fo
+                    for j in range(fo):
+                        A[off + j] += ar * flat[base + j]
+                for j in range(fo):
+                    A[off + j] += flat[bo + j]
+                    if l < L1 - 1:
+                        A[off + j] = _activate(A[off + j], act)
+                off += fo
+            k = layout[L1 - 1, 1]
+            out = off - k
+            value = kernel(A[out:].ctypes, k, y[i], kparams.ctypes, D[out:].ctypes)
+            # backward with the step fused: delta of layer l-1 uses W_l before its update
+            off = out
+            for l in range(L1 - 1, -1, -1):
+                fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+                prev = off - fi
+                if l > 0:
+                    for r in range(fi):
+                        s = D[off] * 0
+                        base = wo + r * fo
+                        for j in range(fo):
+                            s += flat[base + j] * D[off + j]
+                        D[prev + r] = s * _derivative(A[prev + r], act)
+                for r in range(fi):
+                    ar = x[r] if l == 0 else A[prev + r]
+                    base = wo + r * fo
+                    for j in range(fo):
+                        flat[base + j] -= lr * (ar * D[off + j])
+                for j in range(fo):
+                    flat[bo + j] -= lr * D[off + j]
+                off = prev
+            if not math.isfinite(value):
+                return t + 1, t
+        return order.shape[0], -1
+
+    @_jit
+    def _batch_epoch(flat, grads, layout, act, Xflat, y, order, starts, lrs, inv_sizes, identity, kernel, kparams,
+                     A, D, Xb, width):
+        """Mini-batch and full-batch updates: BLAS products (np.dot) and fused element-wise loops."""
+        L1 = layout.shape[0]
+        d = layout[0, 0]
+        k = layout[L1 - 1, 1]
+        for t in range(starts.shape[0] - 1):
+            s0, s1 = starts[t], starts[t + 1]
+            m = s1 - s0
+            lr = lrs[t]
+            if identity:
+                src = Xflat[:m * d]
+            else:
+                for r in range(m):
+                    row = order[s0 + r] * d
+                    for c in range(d):
+                        Xb[r * d + c] = Xflat[row + c]
+                src = Xb[:m * d]
+            Xm = src.reshape((m, d))
+            # forward; layer l's (m, fo) block starts at m * (sum of earlier widths)
+            off = 0
+            for l in range(L1):
+                fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+                W = flat[wo:wo + fi * fo].reshape((fi, fo))
+                Z = A[off:off + m * fo].reshape((m, fo))
+                if l == 0:
+                    np.dot(Xm, W, Z)
+                else:
+                    np.dot(A[off - m * fi:off].reshape((m, fi)), W, Z)
+                hidden = l < L1 - 1
+                for r in range(m):
+                    for j in range(fo):
+                        z = Z[r, j] + flat[bo + j]
+                        Z[r, j] = _activate(z, act) if hidden else z
+                off += m * fo
+            out = off - m * k
+            total = 0.0
+            scale = inv_sizes[t]
+            for r in range(m):
+                total += kernel(A[out + r * k:].ctypes, k, y[order[s0 + r]], kparams.ctypes, D[out + r * k:].ctypes)
+            for q in range(out, out + m * k):
+                D[q] *= scale
+            value = total / m
+            # backward: gradients of layer l, then delta of l-1 (old W_l), then the step on layer l
+            off = out
+            for l in range(L1 - 1, -1, -1):
+                fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+                G = D[off:off + m * fo].reshape((m, fo))
+                W = flat[wo:wo + fi * fo].reshape((fi, fo))
+                gW = grads[wo:wo + fi * fo].reshape((fi, fo))
+                prev = off - m * fi
+                if l == 0:
+                    np.dot(Xm.T, G, gW)
+                else:
+                    np.dot(A[prev:off].reshape((m, fi)).T, G, gW)
+                for j in range(fo):
+                    grads[bo + j] = 0
+                for r in range(m):
+                    for j in range(fo):
+                        grads[bo + j] += G[r, j]
+                if l > 0:
+                    P = D[prev:off].reshape((m, fi))
+                    np.dot(G, W.T, P)
+                    Ap = A[prev:off]
+                    Dp = D[prev:off]
+                    for q in range(m * fi):
+                        Dp[q] *= _derivative(Ap[q], act)
+                for q in range(wo, wo + fi * fo):
+                    flat[q] -= lr * grads[q]
+                for q in range(bo, bo + fo):
+                    flat[q] -= lr * grads[q]
+                off = prev
+            if not math.isfinite(value):
+                return t + 1, t
+        return starts.shape[0] - 1, -1

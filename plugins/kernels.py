@@ -29,7 +29,7 @@ def _softmax_ce(z, k, label, weights, g):
     for j in range(1, k):
         if z[j] > m:
             m = z[j]
-    s = g[0] * 0
+    s = 0.0  # (g is the caller's uninitialised buffer: never read it before writing)
     for j in range(k):
         e = math.exp(z[j] - m)
         g[j] = e

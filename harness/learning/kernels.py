@@ -146,8 +146,10 @@ if numba is not None:
 
     @_jit
     def _activate(z, act):
-        if act == 0:
-            return z if z > 0 else z * 0
+        if act == 0:  # max(z, 0) with numpy's NaN propagation
+            if z > 0 or z != z:
+                return z
+            return 0.0
         if act == 1:
             return math.tanh(z)
         if z >= 0:
@@ -159,7 +161,7 @@ if numba is not None:
     def _derivative(a, act):
         """act'(z) written in terms of the activation output a (as the numpy path does)."""
         if act == 0:
-            return a * 0 + (1 if a > 0 else 0)
+            return 1.0 if a > 0 else 0.0
         if act == 1:
             return 1 - a * a
         return (1 - a) * a
@@ -198,7 +200,7 @@ if numba is not None:
                 prev = off - fi
                 if l > 0:
                     for r in range(fi):
-                        s = D[off] * 0
+                        s = 0.0
                         base = wo + r * fo
                         for j in range(fo):
                             s += flat[base + j] * D[off + j]

@@ -135,9 +135,8 @@ def run_epoch(plan: FastPlan, batches: list, X: np.ndarray, y: np.ndarray, lrs: 
     rows = int(sizes.max()) if len(sizes) else 0
     A, D, Xb = plan.batch_buffers(rows, 0 if identity else rows, X.shape[1])
     inv_sizes = (1.0 / np.maximum(sizes, 1)).astype(model.dtype)
-    done, bad = _batch_epoch(model.flat_params, model.flat_grads, model.layout, plan.act, X.reshape(-1), y,
-                             order, starts, lrs, inv_sizes, identity, plan.kernel, plan.kernel_params,
-                             A, D, Xb, plan.width)
+    done, bad = _batch_epoch(model.flat_params, model.flat_grads, model.layout, plan.act, X, y,
+                             order, starts, lrs, inv_sizes, identity, plan.kernel, plan.kernel_params, A, D, Xb)
     return done, int(starts[done]), bad
 
 
@@ -168,58 +167,71 @@ if numba is not None:
 
     @_jit
     def _sample_epoch(flat, layout, act, X, y, order, lrs, kernel, kparams, A, D):
-        """Per-sample updates: matrix-vector loops, the plain-GD step fused into the backward pass."""
+        """Per-sample updates: matrix-vector loops, the plain-GD step fused into the backward pass.
+
+        Loops index slice views with range counters (provably non-negative, so
+        no wrap-around checks and the inner loops vectorise).
+        """
         L1 = layout.shape[0]
+        k = layout[L1 - 1, 1]
+        out = A.shape[0] - k
         for t in range(order.shape[0]):
             i = order[t]
             lr = lrs[t]
-            x = X[i]
             # forward: A holds each layer's output, the logits last
             off = 0
             for l in range(L1):
                 fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+                a_prev = X[i] if l == 0 else A[off - fi:off]
+                W = flat[wo:wo + fi * fo].reshape((fi, fo))
+                b = flat[bo:bo + fo]
+                z = A[off:off + fo]
                 for j in range(fo):
-                    A[off + j] = 0
+                    z[j] = 0
                 for r in range(fi):
-                    ar = x[r] if l == 0 else A[off - fi + r]
-                    base = wo + r * fo
+                    ar = a_prev[r]
                     for j in range(fo):
-                        A[off + j] += ar * flat[base + j]
-                for j in range(fo):
-                    A[off + j] += flat[bo + j]
-                    if l < L1 - 1:
-                        A[off + j] = _activate(A[off + j], act)
+                        z[j] += ar * W[r, j]
+                if l < L1 - 1:
+                    for j in range(fo):
+                        z[j] = _activate(z[j] + b[j], act)
+                else:
+                    for j in range(fo):
+                        z[j] += b[j]
                 off += fo
-            k = layout[L1 - 1, 1]
-            out = off - k
             value = kernel(A[out:].ctypes, k, y[i], kparams.ctypes, D[out:].ctypes)
             # backward with the step fused: delta of layer l-1 uses W_l before its update
             off = out
             for l in range(L1 - 1, -1, -1):
                 fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+                W = flat[wo:wo + fi * fo].reshape((fi, fo))
+                b = flat[bo:bo + fo]
+                delta = D[off:off + fo]
                 prev = off - fi
                 if l > 0:
+                    a_prev = A[prev:off]
+                    d_prev = D[prev:off]
                     for r in range(fi):
                         s = 0.0
-                        base = wo + r * fo
                         for j in range(fo):
-                            s += flat[base + j] * D[off + j]
-                        D[prev + r] = s * _derivative(A[prev + r], act)
+                            s += W[r, j] * delta[j]
+                        d_prev[r] = s * _derivative(a_prev[r], act)
+                else:
+                    a_prev = X[i]
                 for r in range(fi):
-                    ar = x[r] if l == 0 else A[prev + r]
-                    base = wo + r * fo
+                    ar = a_prev[r]
                     for j in range(fo):
-                        flat[base + j] -= lr * (ar * D[off + j])
+                        W[r, j] -= lr * (ar * delta[j])
                 for j in range(fo):
-                    flat[bo + j] -= lr * D[off + j]
+                    b[j] -= lr * delta[j]
                 off = prev
             if not math.isfinite(value):
                 return t + 1, t
         return order.shape[0], -1
 
     @_jit
-    def _batch_epoch(flat, grads, layout, act, Xflat, y, order, starts, lrs, inv_sizes, identity, kernel, kparams,
-                     A, D, Xb, width):
+    def _batch_epoch(flat, grads, layout, act, X, y, order, starts, lrs, inv_sizes, identity, kernel, kparams,
+                     A, D, Xb):
         """Mini-batch and full-batch updates: BLAS products (np.dot) and fused element-wise loops."""
         L1 = layout.shape[0]
         d = layout[0, 0]
@@ -229,66 +241,75 @@ if numba is not None:
             m = s1 - s0
             lr = lrs[t]
             if identity:
-                src = Xflat[:m * d]
+                Xm = X
             else:
+                Xm = Xb[:m * d].reshape((m, d))
                 for r in range(m):
-                    row = order[s0 + r] * d
+                    src = X[order[s0 + r]]
+                    dst = Xm[r]
                     for c in range(d):
-                        Xb[r * d + c] = Xflat[row + c]
-                src = Xb[:m * d]
-            Xm = src.reshape((m, d))
+                        dst[c] = src[c]
             # forward; layer l's (m, fo) block starts at m * (sum of earlier widths)
             off = 0
             for l in range(L1):
                 fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
                 W = flat[wo:wo + fi * fo].reshape((fi, fo))
+                b = flat[bo:bo + fo]
                 Z = A[off:off + m * fo].reshape((m, fo))
                 if l == 0:
                     np.dot(Xm, W, Z)
                 else:
                     np.dot(A[off - m * fi:off].reshape((m, fi)), W, Z)
-                hidden = l < L1 - 1
-                for r in range(m):
-                    for j in range(fo):
-                        z = Z[r, j] + flat[bo + j]
-                        Z[r, j] = _activate(z, act) if hidden else z
+                if l < L1 - 1:
+                    for r in range(m):
+                        zr = Z[r]
+                        for j in range(fo):
+                            zr[j] = _activate(zr[j] + b[j], act)
+                else:
+                    for r in range(m):
+                        zr = Z[r]
+                        for j in range(fo):
+                            zr[j] += b[j]
                 off += m * fo
             out = off - m * k
             total = 0.0
-            scale = inv_sizes[t]
             for r in range(m):
                 total += kernel(A[out + r * k:].ctypes, k, y[order[s0 + r]], kparams.ctypes, D[out + r * k:].ctypes)
-            for q in range(out, out + m * k):
-                D[q] *= scale
+            scale = inv_sizes[t]
+            G_out = D[out:out + m * k]
+            for q in range(m * k):
+                G_out[q] *= scale
             value = total / m
             # backward: gradients of layer l, then delta of l-1 (old W_l), then the step on layer l
             off = out
             for l in range(L1 - 1, -1, -1):
                 fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
                 G = D[off:off + m * fo].reshape((m, fo))
-                W = flat[wo:wo + fi * fo].reshape((fi, fo))
-                gW = grads[wo:wo + fi * fo].reshape((fi, fo))
+                Wf = flat[wo:wo + fi * fo]
+                gWf = grads[wo:wo + fi * fo]
+                b = flat[bo:bo + fo]
+                gb = grads[bo:bo + fo]
                 prev = off - m * fi
                 if l == 0:
-                    np.dot(Xm.T, G, gW)
+                    np.dot(Xm.T, G, gWf.reshape((fi, fo)))
                 else:
-                    np.dot(A[prev:off].reshape((m, fi)).T, G, gW)
+                    np.dot(A[prev:off].reshape((m, fi)).T, G, gWf.reshape((fi, fo)))
                 for j in range(fo):
-                    grads[bo + j] = 0
+                    gb[j] = 0
                 for r in range(m):
+                    gr = G[r]
                     for j in range(fo):
-                        grads[bo + j] += G[r, j]
+                        gb[j] += gr[j]
                 if l > 0:
-                    P = D[prev:off].reshape((m, fi))
-                    np.dot(G, W.T, P)
+                    np.dot(G, Wf.reshape((fi, fo)).T, D[prev:off].reshape((m, fi)))
                     Ap = A[prev:off]
                     Dp = D[prev:off]
                     for q in range(m * fi):
                         Dp[q] *= _derivative(Ap[q], act)
-                for q in range(wo, wo + fi * fo):
-                    flat[q] -= lr * grads[q]
-                for q in range(bo, bo + fo):
-                    flat[q] -= lr * grads[q]
+                for q in range(fi * fo):
+                    Wf[q] -= lr * gWf[q]
+                for j in range(fo):
+                    b[j] -= lr * gb[j]
                 off = prev
             if not math.isfinite(value):
                 return t + 1, t

@@ -21,7 +21,7 @@ from harness.learning.schedules import make_schedule
 from harness.learning.split import Split
 from harness.learning.trainer import train, train_epoch
 from harness.plugin.loader import load_registry
-from harness_plugins.losses import make_bce, make_ce
+from harness_plugins.losses import make_bce, make_ce, make_wce
 from harness_plugins.optimizers import PlainGD
 
 pytestmark = pytest.mark.skipif(kernels.numba is None, reason="numba not installed")
@@ -153,3 +153,25 @@ def test_a_plugin_without_a_fast_path_trains_through_the_general_path(monkeypatc
         assert with_fast.status.iloc[-1] == "done"
         assert with_fast.train_loss.iloc[-1] < with_fast.train_loss.iloc[0]
         np.testing.assert_array_equal(with_fast[LOSS_COLUMNS].to_numpy(), without[LOSS_COLUMNS].to_numpy())
+
+
+@pytest.mark.parametrize("name,k", [("ce", 4), ("wce", 4), ("bce", 2), ("bce", 4)])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_row_kernels_equal_the_losses_numpy_code_including_huge_logits(name, k, dtype, rng):
+    import ctypes
+
+    y_train = np.r_[np.arange(12) % k, 0, 0, 0]  # unequal counts: wce weights differ from 1
+    loss = {"ce": make_ce, "wce": make_wce, "bce": make_bce}[name](y_train, k)
+    kernel, params = loss.compiled_row_grad(dtype)
+    ct = ctypes.c_double if dtype == "float64" else ctypes.c_float
+    ptr = lambda a, c=ct: a.ctypes.data_as(ctypes.POINTER(c))  # noqa: E731
+    logits = rng.normal(scale=3.0, size=(8, loss.n_outputs)).astype(dtype)
+    logits[0, 0], logits[1, -1] = 1e4, -1e4
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    for row, label in zip(logits, rng.integers(0, k, size=len(logits))):
+        g = np.empty_like(row)
+        value = kernel.ctypes(ptr(row), row.size, int(label), ptr(params, ctypes.c_double), ptr(g))
+        expected_g = np.empty((1, row.size), dtype)
+        expected = loss.loss_grad(row[None, :].copy(), np.array([label]), expected_g)
+        assert np.isfinite(value) and value == pytest.approx(expected, rel=tol, abs=tol)
+        np.testing.assert_allclose(g, expected_g[0], rtol=tol, atol=tol)

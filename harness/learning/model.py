@@ -6,8 +6,10 @@ last linear layer produces the logits a loss plugin turns into probabilities.
 
 The model owns a flat list of parameter arrays ``params`` (``W1, b1, [gamma1,
 beta1], ..., WL, bL``; ``W`` has shape (fan_in, fan_out) so ``Z = A @ W + b``)
-and a matching list ``grads``; both are allocated once, and the optimizer
-updates ``params`` in place. Work buffers are allocated once per batch size and
+and a matching list ``grads``; both are allocated once, as views into one
+contiguous buffer each (``flat_params``, ``flat_grads``; ``layout`` gives each
+layer's sizes and offsets), and the optimizer updates ``params`` in place. The
+compiled epoch kernels (``harness.learning.kernels``) train the same buffers. Work buffers are allocated once per batch size and
 reused, and every array operation writes through ``out=``. One sample per update
 takes a separate path on 1-D vectors (``sample_grad``) because the 2-D path's
 per-call overhead dominates at that size.

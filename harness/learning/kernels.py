@@ -121,7 +121,7 @@ def run_epoch(plan: FastPlan, batches: list, X: np.ndarray, y: np.ndarray, lrs: 
     finite is still applied, and the epoch stops right after it.
     """
     model = plan.model
-    sizes = np.fromiter((len(b) for b in batches), np.int64, len(batches))
+    sizes = np.fromiter(map(len, batches), np.int64, len(batches))
     order = np.concatenate(batches).astype(np.int64, copy=False) if batches else np.empty(0, np.int64)
     lrs = lrs.astype(model.dtype)
     if len(sizes) and np.all(sizes == 1):

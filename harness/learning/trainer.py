@@ -134,7 +134,7 @@ def train_epoch(model: MLP, optimizer, loss, X: np.ndarray, y: np.ndarray, rng: 
     plan = kernels.plan_for(model, optimizer, loss)
     if plan is not None and kernels.accepts(plan, X, y):
         batches = list(optimizer.batches(n, rng))
-        lrs = np.array([lr_at(updates + k) for k in range(len(batches))], dtype=np.float64)
+        lrs = np.fromiter(map(lr_at, range(updates, updates + len(batches))), np.float64, len(batches))
         with np.errstate(all="ignore"):
             done, seen, bad = kernels.run_epoch(plan, batches, X, y, lrs)
         lr = float(lrs[done - 1]) if done else lr_at(updates)

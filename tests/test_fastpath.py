@@ -135,6 +135,20 @@ def test_only_models_optimizers_and_losses_that_offer_it_take_the_fast_path(monk
     assert kernels.plan_for(MLP(5, 3, (4,), seed=1), plain, ce) is None
 
 
+def test_out_of_range_batch_indices_raise_instead_of_reaching_the_kernel():
+    class Overshoot(PlainGD):
+        def batches(self, n_samples, rng):
+            yield np.array([0, n_samples])
+
+    X, y = _X[:10], _d.target[:10] % 3
+    model = MLP(64, 3, (4,), seed=0)
+    before = model.flat_params.copy()
+    with pytest.raises(IndexError, match="out of range"):
+        train_epoch(model, Overshoot("shuffled", 2), make_ce(y, 3), X, y, np.random.default_rng(0),
+                    make_schedule("constant", 0.1))
+    np.testing.assert_array_equal(model.flat_params, before)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("harness_momentum") is None, reason="harness-momentum not installed")
 def test_a_plugin_without_a_fast_path_trains_through_the_general_path(monkeypatch):
     reg = load_registry()

@@ -123,6 +123,8 @@ def run_epoch(plan: FastPlan, batches: list, X: np.ndarray, y: np.ndarray, lrs: 
     model = plan.model
     sizes = np.fromiter(map(len, batches), np.int64, len(batches))
     order = np.concatenate(batches).astype(np.int64, copy=False) if batches else np.empty(0, np.int64)
+    if len(order) and (order.min() < 0 or order.max() >= len(y)):
+        raise IndexError(f"optimizer batch index out of range 0..{len(y) - 1}")  # the kernels do not bounds-check
     lrs = lrs.astype(model.dtype)
     if len(sizes) and np.all(sizes == 1):
         done, bad = _sample_epoch(model.flat_params, model.layout, plan.act, X, y, order, lrs,

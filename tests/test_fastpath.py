@@ -189,3 +189,15 @@ def test_row_kernels_equal_the_losses_numpy_code_including_huge_logits(name, k, 
         expected = loss.loss_grad(row[None, :].copy(), np.array([label]), expected_g)
         assert np.isfinite(value) and value == pytest.approx(expected, rel=tol, abs=tol)
         np.testing.assert_allclose(g, expected_g[0], rtol=tol, atol=tol)
+
+
+def test_planning_loads_both_kernels_so_no_epoch_pays_for_compilation():
+    model = MLP(6, 3, (5,), "sigmoid", seed=0, dtype="float32")
+    assert kernels.plan_for(model, PlainGD("shuffled", 4), make_ce(np.arange(9) % 3, 3)) is not None
+    for kernel in (kernels._sample_epoch, kernels._batch_epoch):
+        signatures = kernel.signatures
+        assert any(str(sig[0].dtype) == "float32" for sig in signatures)
+        X, y = np.ones((8, 6), np.float32), np.arange(8) % 3
+        train_epoch(model, PlainGD("shuffled", 1 if kernel is kernels._sample_epoch else 4),
+                    make_ce(y, 3), X, y, np.random.default_rng(0), make_schedule("constant", 0.1))
+        assert kernel.signatures == signatures  # the real epoch reused the warmed-up specialisation

@@ -6,7 +6,9 @@ float64 (torch too), reshuffled batches of 1, 32, 128 and the full training
 set, on digits (1797 x 64, 10 classes) and make_classification(20000, 100
 features, 10 classes), both standardised.
 
-* ours: ``harness.learning.trainer.train_epoch`` (the exact loop ``harness run`` times);
+* ours: ``harness.learning.trainer.train_epoch`` (the exact loop ``harness run`` times),
+  which takes the compiled fast path (``harness.learning.kernels``) for these
+  built-ins; in float64 (the compared column) and in float32 (an extra column);
 * scikit-learn: ``MLPClassifier(solver='sgd', momentum=0, alpha=0, ...)``, one
   ``partial_fit`` call = one epoch;
 * PyTorch: ``nn.Sequential(Linear, ReLU, Linear)`` + ``CrossEntropyLoss`` +
@@ -18,7 +20,11 @@ median of ``--repeats`` epochs after one warm-up epoch. Batch size 1 on the
 20000-sample set times the first ``--subset`` samples' updates and scales to a
 full epoch (marked ``*``).
 
-Usage: ``python benchmarks/bench_epoch.py [--repeats 5] [--subset 2000] [--quick]``
+The numba first-call cost is measured in fresh processes: with an empty
+compilation cache (what the first run on a machine pays) and with the cache
+filled (what every later process, e.g. each sweep worker, pays).
+
+Usage: ``python benchmarks/bench_epoch.py [--repeats 5] [--subset 2000] [--quick] [--no-compile-cost]``
 """
 from __future__ import annotations
 
@@ -26,6 +32,9 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
 
@@ -63,9 +72,10 @@ def median_time(run_epoch, repeats: int) -> float:
     return statistics.median(times)
 
 
-def ours(X, y, batch):
+def ours(X, y, batch, dtype="float64"):
+    X = np.ascontiguousarray(X, dtype=dtype)
     loss = make_ce(y, 10)
-    model = MLP(X.shape[1], 10, (HIDDEN,), "relu", seed=0)
+    model = MLP(X.shape[1], 10, (HIDDEN,), "relu", seed=0, dtype=dtype)
     optimizer = PlainGD("full") if batch >= len(y) else PlainGD("shuffled", batch)
     rng = np.random.default_rng(0)
     lr_at = make_schedule("constant", LR)
@@ -115,22 +125,75 @@ def torch_contestant():
     return make
 
 
+FIRST_CALL = """
+import time
+start = time.perf_counter()
+import numpy as np
+from harness.learning.model import MLP
+from harness.learning.schedules import make_schedule
+from harness.learning.trainer import train_epoch
+from harness_plugins.losses import make_ce
+from harness_plugins.optimizers import PlainGD
+imported = time.perf_counter()
+X, y = np.random.default_rng(0).normal(size=(64, 8)), np.arange(64) % 3
+for batch in (1, 16):
+    model = MLP(8, 3, (4,), seed=0)
+    train_epoch(model, PlainGD("shuffled", batch), make_ce(y, 3), X, y, np.random.default_rng(0),
+                make_schedule("constant", 0.1))
+print(f"{imported - start:.2f} {time.perf_counter() - imported:.2f}")
+"""
+
+
+def first_call_cost() -> str:
+    """Seconds for imports and for the first float64 per-sample + mini-batch epochs, cold and cached cache."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        runs = [subprocess.run([sys.executable, "-c", FIRST_CALL], env=env, capture_output=True, text=True,
+                               check=True).stdout.split() for _ in range(2)]
+    (imp_cold, first_cold), (imp_warm, first_warm) = runs
+    return (f"# numba first call (per-sample + mini-batch kernels, float64), fresh process: "
+            f"{first_cold} s with an empty cache, {first_warm} s with the cache filled "
+            f"(imports: {imp_cold} s / {imp_warm} s)")
+
+
+def versions() -> str:
+    import numba
+    import sklearn
+
+    try:
+        import torch
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = "absent"
+    return (f"# python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, "
+            f"scikit-learn {sklearn.__version__}, torch {torch_version}")
+
+
+def uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return f"load average {os.getloadavg()}"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed epochs per cell (median)")
     parser.add_argument("--subset", type=int, default=2000,
                         help="batch size 1 on the 20000-sample set: time this many updates and scale")
     parser.add_argument("--quick", action="store_true", help="digits only")
+    parser.add_argument("--no-compile-cost", action="store_true", help="skip the numba first-call measurement")
     args = parser.parse_args(argv)
 
     torch_make = torch_contestant()
     print(f"# one-epoch times, median of {args.repeats} (after 1 warm-up); BLAS pinned to 1 thread for all; "
           f"float64; MLP d-{HIDDEN}-10 relu, SGD lr={LR}, no momentum/penalty")
-    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.2f} at start")
+    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"uptime at start: {uptime()}")
+    print(versions())
     if torch_make is None:
         print("# PyTorch not importable: torch column skipped (pip install torch to include it)")
-    header = (f"{'dataset':<11}{'batch':>7}{'n':>7}{'ours ms':>10}{'sklearn ms':>12}{'torch ms':>10}"
+    header = (f"{'dataset':<11}{'batch':>7}{'n':>7}{'ours ms':>10}{'f32 ms':>9}{'sklearn ms':>12}{'torch ms':>10}"
               f"{'sk/ours':>9}{'torch/ours':>11}{'ours us/upd':>12}")
     print(header)
     print("-" * len(header))
@@ -142,17 +205,21 @@ def main(argv=None):
                     Xs, ys = X[:args.subset], y[:args.subset]
                     scale, mark = len(y) / args.subset, "*"
                 t_ours = median_time(ours(Xs, ys, batch), args.repeats) * scale
+                t_f32 = median_time(ours(Xs, ys, batch, "float32"), args.repeats) * scale
                 t_sk = median_time(sklearn(Xs, ys, batch), args.repeats) * scale
                 t_torch = (median_time(torch_make(Xs, ys, batch), args.repeats) * scale
                            if torch_make else float("nan"))
                 updates = -(-len(y) // batch)
                 label = "full" if batch == len(y) else str(batch)
-                print(f"{name:<11}{label:>7}{len(y):>6}{mark}{t_ours * 1e3:>10.2f}{t_sk * 1e3:>12.2f}"
+                print(f"{name:<11}{label:>7}{len(y):>6}{mark}{t_ours * 1e3:>10.2f}{t_f32 * 1e3:>9.2f}"
+                      f"{t_sk * 1e3:>12.2f}"
                       f"{t_torch * 1e3:>10.2f}{t_sk / t_ours:>9.2f}{t_torch / t_ours:>11.2f}"
                       f"{t_ours / updates * 1e6:>12.1f}", flush=True)
-    print("# ratios > 1: ours is faster. * = timed on the first "
+    print("# ratios > 1: ours (float64) is faster. f32 = ours in float32. * = timed on the first "
           f"{args.subset} samples' updates and scaled to the full epoch.")
-    print(f"# load average {os.getloadavg()[0]:.2f} at end (other processes on the machine inflate times)")
+    if not args.no_compile_cost:
+        print(first_call_cost())
+    print(f"# uptime at end: {uptime()} (other processes on the machine inflate times)")
 
 
 if __name__ == "__main__":

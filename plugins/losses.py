@@ -87,6 +87,13 @@ class SoftmaxCrossEntropy:
             loss *= w
         return float(loss)
 
+    def compiled_row_grad(self, dtype):
+        """Fast-path capability: the compiled per-row kernel and its parameters (the class weights)."""
+        from harness_plugins import kernels  # numba loads only when a run takes the compiled path
+
+        weights = np.ones(self.n_outputs) if self.weights is None else self.weights
+        return kernels.SOFTMAX_CE[str(np.dtype(dtype))], weights
+
     def per_sample(self, logits, y) -> np.ndarray:
         y = np.asarray(y)
         out = -log_softmax(logits)[np.arange(len(y)), y]
@@ -129,6 +136,12 @@ class SigmoidBinaryCrossEntropy:
             z = logits[:, 0]
             return softplus(z) - y * z
         return softplus(logits).sum(axis=1) - logits[np.arange(len(y)), y]
+
+    def compiled_row_grad(self, dtype):
+        """Fast-path capability: the compiled per-row kernel (no parameters)."""
+        from harness_plugins import kernels  # numba loads only when a run takes the compiled path
+
+        return kernels.SIGMOID_BCE[str(np.dtype(dtype))], np.zeros(1)
 
     def per_sample(self, logits, y) -> np.ndarray:
         return np.asarray(self._per_sample(logits, y), dtype=np.float64)

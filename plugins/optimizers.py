@@ -45,6 +45,8 @@ class PlainGD:
     it pickles trivially.
     """
 
+    step_is_plain_gd = True  # fast-path capability: the engine's compiled loop may apply this step itself
+
     def __init__(self, scheme: str, batch_size: int = 1, no_single_batches: bool = False):
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")

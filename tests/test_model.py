@@ -128,3 +128,16 @@ def test_batch_norm_needs_a_hidden_layer_and_bad_settings_raise():
         MLP(5, 3, (4,), activation="softsign")
     with pytest.raises(ValueError, match="dtype"):
         MLP(5, 3, (4,), dtype="float16")
+
+
+def test_parameters_and_gradients_are_views_of_one_flat_buffer_each():
+    model = MLP(5, 3, (4, 2), "tanh", seed=0)
+    assert [p.shape for p in model.params] == [(5, 4), (4,), (4, 2), (2,), (2, 3), (3,)]
+    assert all(np.shares_memory(p, model.flat_params) for p in model.params)
+    assert all(np.shares_memory(g, model.flat_grads) for g in model.grads)
+    assert model.flat_params.size == sum(p.size for p in model.params)
+    for (fan_in, fan_out, w_off, b_off), W, b in zip(model.layout, model.W, model.b):
+        assert (fan_in, fan_out) == W.shape
+        np.testing.assert_array_equal(model.flat_params[w_off:w_off + W.size].reshape(W.shape), W)
+        np.testing.assert_array_equal(model.flat_params[b_off:b_off + b.size], b)
+    assert model.compiled_ok and not MLP(5, 3, (4,), batch_norm=True).compiled_ok

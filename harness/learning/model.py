@@ -6,8 +6,10 @@ last linear layer produces the logits a loss plugin turns into probabilities.
 
 The model owns a flat list of parameter arrays ``params`` (``W1, b1, [gamma1,
 beta1], ..., WL, bL``; ``W`` has shape (fan_in, fan_out) so ``Z = A @ W + b``)
-and a matching list ``grads``; both are allocated once, and the optimizer
-updates ``params`` in place. Work buffers are allocated once per batch size and
+and a matching list ``grads``; both are allocated once, as views into one
+contiguous buffer each (``flat_params``, ``flat_grads``; ``layout`` gives each
+layer's sizes and offsets), and the optimizer updates ``params`` in place. The
+compiled epoch kernels (``harness.learning.kernels``) train the same buffers. Work buffers are allocated once per batch size and
 reused, and every array operation writes through ``out=``. One sample per update
 takes a separate path on 1-D vectors (``sample_grad``) because the 2-D path's
 per-call overhead dominates at that size.
@@ -111,19 +113,38 @@ class MLP:
         self.bn_momentum = float(bn_momentum)
         self.bn_eps = float(bn_eps)
 
+        layers = init_weights(n_features, hidden, n_outputs, activation, seed)
+        sizes = []
+        for i, (W, b) in enumerate(layers):
+            sizes += [W.size, b.size] + ([b.size, b.size] if self.batch_norm and i < len(hidden) else [])
+        # One flat buffer each for parameters and gradients; the per-array lists are views into
+        # them, so the general path and the compiled kernels (harness.learning.kernels) share state.
+        self.flat_params = np.empty(sum(sizes), self.dtype)
+        self.flat_grads = np.zeros(sum(sizes), self.dtype)
         self.params: list = []
+        self.grads: list = []
+        offsets = np.cumsum([0, *sizes])
+        for start, stop in zip(offsets[:-1], offsets[1:]):
+            self.params.append(self.flat_params[start:stop])
+            self.grads.append(self.flat_grads[start:stop])
         self.W, self.b, self.gamma, self.beta = [], [], [], []
-        for i, (W, b) in enumerate(init_weights(n_features, hidden, n_outputs, activation, seed)):
-            W, b = W.astype(self.dtype), b.astype(self.dtype)
-            self.W.append(W)
-            self.b.append(b)
-            self.params += [W, b]
+        pos, layout = 0, []
+        for i, (W, b) in enumerate(layers):
+            self.params[pos] = self.params[pos].reshape(W.shape)
+            self.grads[pos] = self.grads[pos].reshape(W.shape)
+            self.params[pos][...] = W
+            self.params[pos + 1][...] = b
+            self.W.append(self.params[pos])
+            self.b.append(self.params[pos + 1])
+            layout.append((W.shape[0], W.shape[1], offsets[pos], offsets[pos + 1]))
+            pos += 2
             if self.batch_norm and i < len(hidden):
-                gamma, beta = np.ones(b.shape, self.dtype), np.zeros(b.shape, self.dtype)
-                self.gamma.append(gamma)
-                self.beta.append(beta)
-                self.params += [gamma, beta]
-        self.grads = [np.zeros_like(p) for p in self.params]
+                self.params[pos][...] = 1.0
+                self.params[pos + 1][...] = 0.0
+                self.gamma.append(self.params[pos])
+                self.beta.append(self.params[pos + 1])
+                pos += 2
+        self.layout = np.array(layout, dtype=np.int64)  # per layer: fan_in, fan_out, W offset, b offset
         self._index = self._grad_index()
         self.running_mean = [np.zeros(h, self.dtype) for h in hidden] if self.batch_norm else []
         self.running_var = [np.ones(h, self.dtype) for h in hidden] if self.batch_norm else []
@@ -132,6 +153,14 @@ class MLP:
         self._plan_one_sample()
 
     # ------------------------------------------------------------------ bookkeeping
+    @property
+    def compiled_ok(self) -> bool:
+        """Whether the compiled epoch kernels (``harness.learning.kernels``) can train this model.
+
+        They implement the plain network only; batch normalisation stays on the numpy path.
+        """
+        return not self.batch_norm
+
     def _grad_index(self) -> list:
         """Per layer: positions of (W, b, gamma, beta) in ``params`` (None when absent)."""
         index, pos = [], 0

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from harness.learning import metrics, schedules
+from harness.learning import kernels, metrics, schedules
 from harness.learning.checks import refusal
 from harness.plugin.specs import Refused, resolve_params
 from harness.learning.runconfig import RunConfig, validate_run
@@ -98,8 +98,22 @@ def train_epoch(model: MLP, optimizer, loss, X: np.ndarray, y: np.ndarray, rng: 
     t). Returns (updates done, samples seen, last learning rate, the update
     number at which the batch loss became non-finite or None); the epoch is cut
     short at such an update.
+
+    When the model, the optimizer and the loss all offer the compiled fast path
+    (``harness.learning.kernels``) the epoch runs there: same batches from the
+    optimizer's generator, same learning rates, same arithmetic up to rounding.
+    Otherwise the general numpy path below runs the plugins' own methods.
     """
     n = len(y)
+    plan = kernels.plan_for(model, optimizer, loss)
+    if plan is not None and kernels.accepts(plan, X, y):
+        batches = list(optimizer.batches(n, rng))
+        lrs = np.fromiter(map(lr_at, range(updates, updates + len(batches))), np.float64, len(batches))
+        with np.errstate(all="ignore"):
+            done, seen, bad = kernels.run_epoch(plan, batches, X, y, lrs)
+        lr = float(lrs[done - 1]) if done else lr_at(updates)
+        return done, seen, lr, (updates + done if bad >= 0 else None)
+
     params, grads = model.params, model.grads
     one_sample_ok = not model.batch_norm
     done = seen = 0
@@ -161,6 +175,7 @@ def train(config: RunConfig, split: Optional[Split] = None, registry=None,
     optimizer = opt_spec.factory(**opt_params)
     model = MLP(X.shape[1], loss.n_outputs, tuple(config.hidden), config.activation,
                 batch_norm=opt_spec.batch_norm, seed=config.seed, dtype=config.dtype)
+    kernels.plan_for(model, optimizer, loss)  # loads the compiled kernels (if any) before the clock starts
     rng = batch_rng(config.seed)
     per_epoch = (_updates_per_epoch(optimizer, n, rng)
                  if config.schedule == "step" and config.step_every == 0 else 1)

@@ -1,0 +1,339 @@
+"""Compiled (numba) epoch loops: the fast path of ``trainer.train_epoch``.
+
+The fast path is a capability, never a list of plugin names. An epoch runs
+compiled only when all three parts offer it:
+
+* the model: ``MLP.compiled_ok`` (no batch normalisation);
+* the optimizer: ``step_is_plain_gd = True``, declaring that ``step(params,
+  grads, lr)`` is exactly ``p -= lr * g`` for every array and keeps no state,
+  so the kernel may apply it itself (fused into the backward pass);
+* the loss: ``compiled_row_grad(dtype)`` returning ``(kernel, params)``, where
+  ``kernel`` is a numba ``cfunc`` with the signature ``ROW_SIGNATURES[dtype]``::
+
+      double kernel(const T *z, intp k, int64 label, const double *params, T *g)
+
+  It returns the loss of one row of ``k`` logits and writes d(row loss)/dz
+  into ``g``; ``params`` is the float64 array it returned (class weights,
+  say). The batch loss is the mean of the row losses, its gradient the row
+  gradients divided by the batch size, as ``Loss.loss_grad`` defines them.
+
+Anything else (a plugin optimizer with state, a loss without a kernel, batch
+norm, numba missing, ``HARNESS_FASTPATH=0``) takes the general numpy path,
+unchanged. The optimizer's ``batches`` generator still decides the order: its
+index arrays for one epoch are concatenated and handed to the kernel, with the
+epoch's learning rates precomputed from the schedule.
+
+Specialisations are kept to one per (kernel, dtype): the activation is an
+integer argument and the loss arrives as a C function pointer of a fixed
+signature, so ``cache=True`` reuses the compiled code across processes.
+"""
+from __future__ import annotations
+
+import math
+import os
+import weakref
+
+import numpy as np
+
+try:  # numba is a dependency, but a missing or broken install must only cost speed
+    import numba
+    from numba import types as _t
+except ImportError:  # pragma: no cover - exercised only without numba
+    numba = None
+
+ACTIVATION_CODES = {"relu": 0, "tanh": 1, "sigmoid": 2}
+ENV_SWITCH = "HARNESS_FASTPATH"
+
+if numba is not None:
+    ROW_SIGNATURES = {
+        np.dtype(name): _t.float64(_t.CPointer(nb), _t.intp, _t.int64, _t.CPointer(_t.float64), _t.CPointer(nb))
+        for name, nb in (("float64", _t.float64), ("float32", _t.float32))
+    }
+else:  # pragma: no cover
+    ROW_SIGNATURES = {}
+
+
+def enabled() -> bool:
+    """False when numba is missing or the user set ``HARNESS_FASTPATH=0``."""
+    return numba is not None and os.environ.get(ENV_SWITCH, "1") not in ("0", "false", "no", "off")
+
+
+class FastPlan:
+    """What one (model, optimizer, loss) needs to run epochs compiled."""
+
+    def __init__(self, model, kernel, kernel_params: np.ndarray):
+        self.model = model
+        self.kernel = kernel
+        self.kernel_params = np.ascontiguousarray(kernel_params, dtype=np.float64)
+        self.act = ACTIVATION_CODES[model.activation]
+        self.width = int(sum(model.layout[:, 1]))       # activations of every layer, logits last
+        self.sample_A = np.empty(self.width, model.dtype)
+        self.sample_D = np.empty(self.width, model.dtype)
+        self._batch_capacity = self._gather_size = 0
+        self.A = self.D = self.Xb = np.empty(0, model.dtype)
+
+    def batch_buffers(self, rows: int, gathered: int, n_features: int):
+        """Activations and deltas for ``rows`` rows; room to gather ``gathered`` input rows."""
+        dtype = self.model.dtype
+        if rows > self._batch_capacity:
+            self.A = np.empty(rows * self.width, dtype)
+            self.D = np.empty(rows * self.width, dtype)
+            self._batch_capacity = rows
+        if gathered * n_features > self._gather_size:
+            self.Xb = np.empty(gathered * n_features, dtype)
+            self._gather_size = gathered * n_features
+        return self.A, self.D, self.Xb
+
+
+_PLANS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def plan_for(model, optimizer, loss):
+    """The compiled-path plan for these three objects, or None when any of them lacks the capability.
+
+    The first call for a model loads the kernels (compiling them if no cache
+    exists yet); ``train_epoch`` calls it, and a runner should call it once
+    before starting its clock so that this never counts as training time.
+    """
+    if not (enabled() and getattr(model, "compiled_ok", False)
+            and getattr(optimizer, "step_is_plain_gd", False) is True):
+        return None
+    cached = _PLANS.get(model)
+    if cached is not None and cached[0] is loss:
+        return cached[1]
+    offer = getattr(loss, "compiled_row_grad", None)
+    found = offer(model.dtype) if offer is not None else None
+    plan = None
+    if found is not None:
+        kernel, params = found
+        if getattr(kernel, "_sig", None) == ROW_SIGNATURES.get(model.dtype):
+            plan = FastPlan(model, kernel, params)
+            _warm_up(plan)
+    _PLANS[model] = (loss, plan)
+    return plan
+
+
+def _warm_up(plan: FastPlan) -> None:
+    """Load (or, the first time on a machine, compile) both epoch kernels for this dtype now.
+
+    Empty epochs with the argument types of real ones: call ``plan_for`` before
+    a run's clock starts and no epoch's time includes compilation.
+    """
+    model, dtype = plan.model, plan.model.dtype
+    X0, y0, none = np.zeros((0, int(model.layout[0, 0])), dtype), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    rates = np.zeros(0, dtype)
+    _sample_epoch(model.flat_params, model.layout, plan.act, X0, y0, none, rates, plan.kernel, plan.kernel_params,
+                  plan.sample_A, plan.sample_D)
+    _batch_epoch(model.flat_params, model.flat_grads, model.layout, plan.act, X0, y0, none, np.zeros(1, np.int64),
+                 rates, rates, False, plan.kernel, plan.kernel_params, plan.A, plan.D, plan.Xb)
+
+
+def accepts(plan: FastPlan, X: np.ndarray, y: np.ndarray) -> bool:
+    """The kernels read C-contiguous inputs of the model's dtype and int64 labels."""
+    return (X.dtype == plan.model.dtype and X.flags.c_contiguous and X.ndim == 2
+            and y.dtype == np.int64 and y.flags.c_contiguous)
+
+
+def run_epoch(plan: FastPlan, batches: list, X: np.ndarray, y: np.ndarray, lrs: np.ndarray):
+    """Run one epoch's updates compiled; returns (updates done, samples seen, index of a bad update or -1).
+
+    ``batches`` are the optimizer's index arrays in order, ``lrs`` the learning
+    rate of each update. Mirrors the general path: a batch whose loss is not
+    finite is still applied, and the epoch stops right after it.
+    """
+    model = plan.model
+    sizes = np.fromiter(map(len, batches), np.int64, len(batches))
+    order = np.concatenate(batches).astype(np.int64, copy=False) if batches else np.empty(0, np.int64)
+    if len(order) and (order.min() < 0 or order.max() >= len(y)):
+        raise IndexError(f"optimizer batch index out of range 0..{len(y) - 1}")  # the kernels do not bounds-check
+    lrs = lrs.astype(model.dtype)
+    if len(sizes) and np.all(sizes == 1):
+        done, bad = _sample_epoch(model.flat_params, model.layout, plan.act, X, y, order, lrs,
+                                  plan.kernel, plan.kernel_params, plan.sample_A, plan.sample_D)
+        return done, done, bad
+    starts = np.zeros(len(sizes) + 1, np.int64)
+    np.cumsum(sizes, out=starts[1:])
+    n = len(y)
+    identity = len(sizes) == 1 and sizes[0] == n and np.array_equal(order, np.arange(n))
+    rows = int(sizes.max()) if len(sizes) else 0
+    A, D, Xb = plan.batch_buffers(rows, 0 if identity else rows, X.shape[1])
+    inv_sizes = (1.0 / np.maximum(sizes, 1)).astype(model.dtype)
+    done, bad = _batch_epoch(model.flat_params, model.flat_grads, model.layout, plan.act, X, y,
+                             order, starts, lrs, inv_sizes, identity, plan.kernel, plan.kernel_params, A, D, Xb)
+    return done, int(starts[done]), bad
+
+
+if numba is not None:
+    _jit = numba.njit(cache=True, nogil=True)
+
+    @_jit
+    def _activate(z, act):
+        if act == 0:  # max(z, 0) with numpy's NaN propagation
+            if z > 0 or z != z:
+                return z
+            return 0.0
+        if act == 1:
+            return math.tanh(z)
+        if z >= 0:
+            return 1 / (1 + math.exp(-z))
+        e = math.exp(z)
+        return e / (1 + e)
+
+    @_jit
+    def _derivative(a, act):
+        """act'(z) written in terms of the activation output a (as the numpy path does)."""
+        if act == 0:
+            return 1.0 if a > 0 else 0.0
+        if act == 1:
+            return 1 - a * a
+        return (1 - a) * a
+
+    @_jit
+    def _sample_epoch(flat, layout, act, X, y, order, lrs, kernel, kparams, A, D):
+        """Per-sample updates: matrix-vector loops, the plain-GD step fused into the backward pass.
+
+        Loops index slice views with range counters (provably non-negative, so
+        no wrap-around checks and the inner loops vectorise).
+        """
+        L1 = layout.shape[0]
+        k = layout[L1 - 1, 1]
+        out = A.shape[0] - k
+        for t in range(order.shape[0]):
+            i = order[t]
+            lr = lrs[t]
+            # forward: A holds each layer's output, the logits last
+            off = 0
+            for l in range(L1):
+                fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+                a_prev = X[i] if l == 0 else A[off - fi:off]
+                W = flat[wo:wo + fi * fo].reshape((fi, fo))
+                b = flat[bo:bo + fo]
+                z = A[off:off + fo]
+                for j in range(fo):
+                    z[j] = 0
+                for r in range(fi):
+                    ar = a_prev[r]
+                    for j in range(fo):
+                        z[j] += ar * W[r, j]
+                if l < L1 - 1:
+                    for j in range(fo):
+                        z[j] = _activate(z[j] + b[j], act)
+                else:
+                    for j in range(fo):
+                        z[j] += b[j]
+                off += fo
+            value = kernel(A[out:].ctypes, k, y[i], kparams.ctypes, D[out:].ctypes)
+            # backward with the step fused: delta of layer l-1 uses W_l before its update
+            off = out
+            for l in range(L1 - 1, -1, -1):
+                fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+                W = flat[wo:wo + fi * fo].reshape((fi, fo))
+                b = flat[bo:bo + fo]
+                delta = D[off:off + fo]
+                prev = off - fi
+                if l > 0:
+                    a_prev = A[prev:off]
+                    d_prev = D[prev:off]
+                    for r in range(fi):
+                        s = 0.0
+                        for j in range(fo):
+                            s += W[r, j] * delta[j]
+                        d_prev[r] = s * _derivative(a_prev[r], act)
+                else:
+                    a_prev = X[i]
+                for r in range(fi):
+                    ar = a_prev[r]
+                    for j in range(fo):
+                        W[r, j] -= lr * (ar * delta[j])
+                for j in range(fo):
+                    b[j] -= lr * delta[j]
+                off = prev
+            if not math.isfinite(value):
+                return t + 1, t
+        return order.shape[0], -1
+
+    @_jit
+    def _batch_epoch(flat, grads, layout, act, X, y, order, starts, lrs, inv_sizes, identity, kernel, kparams,
+                     A, D, Xb):
+        """Mini-batch and full-batch updates: BLAS products (np.dot) and fused element-wise loops."""
+        L1 = layout.shape[0]
+        d = layout[0, 0]
+        k = layout[L1 - 1, 1]
+        for t in range(starts.shape[0] - 1):
+            s0, s1 = starts[t], starts[t + 1]
+            m = s1 - s0
+            lr = lrs[t]
+            if identity:
+                Xm = X
+            else:
+                Xm = Xb[:m * d].reshape((m, d))
+                for r in range(m):
+                    src = X[order[s0 + r]]
+                    dst = Xm[r]
+                    for c in range(d):
+                        dst[c] = src[c]
+            # forward; layer l's (m, fo) block starts at m * (sum of earlier widths)
+            off = 0
+            for l in range(L1):
+                fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+                W = flat[wo:wo + fi * fo].reshape((fi, fo))
+                b = flat[bo:bo + fo]
+                Z = A[off:off + m * fo].reshape((m, fo))
+                if l == 0:
+                    np.dot(Xm, W, Z)
+                else:
+                    np.dot(A[off - m * fi:off].reshape((m, fi)), W, Z)
+                if l < L1 - 1:
+                    for r in range(m):
+                        zr = Z[r]
+                        for j in range(fo):
+                            zr[j] = _activate(zr[j] + b[j], act)
+                else:
+                    for r in range(m):
+                        zr = Z[r]
+                        for j in range(fo):
+                            zr[j] += b[j]
+                off += m * fo
+            out = off - m * k
+            total = 0.0
+            for r in range(m):
+                total += kernel(A[out + r * k:].ctypes, k, y[order[s0 + r]], kparams.ctypes, D[out + r * k:].ctypes)
+            scale = inv_sizes[t]
+            G_out = D[out:out + m * k]
+            for q in range(m * k):
+                G_out[q] *= scale
+            value = total / m
+            # backward: gradients of layer l, then delta of l-1 (old W_l), then the step on layer l
+            off = out
+            for l in range(L1 - 1, -1, -1):
+                fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+                G = D[off:off + m * fo].reshape((m, fo))
+                Wf = flat[wo:wo + fi * fo]
+                gWf = grads[wo:wo + fi * fo]
+                b = flat[bo:bo + fo]
+                gb = grads[bo:bo + fo]
+                prev = off - m * fi
+                if l == 0:
+                    np.dot(Xm.T, G, gWf.reshape((fi, fo)))
+                else:
+                    np.dot(A[prev:off].reshape((m, fi)).T, G, gWf.reshape((fi, fo)))
+                for j in range(fo):
+                    gb[j] = 0
+                for r in range(m):
+                    gr = G[r]
+                    for j in range(fo):
+                        gb[j] += gr[j]
+                if l > 0:
+                    np.dot(G, Wf.reshape((fi, fo)).T, D[prev:off].reshape((m, fi)))
+                    Ap = A[prev:off]
+                    Dp = D[prev:off]
+                    for q in range(m * fi):
+                        Dp[q] *= _derivative(Ap[q], act)
+                for q in range(fi * fo):
+                    Wf[q] -= lr * gWf[q]
+                for j in range(fo):
+                    b[j] -= lr * gb[j]
+                off = prev
+            if not math.isfinite(value):
+                return t + 1, t
+        return starts.shape[0] - 1, -1

@@ -34,6 +34,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
@@ -92,6 +93,13 @@ def probe_scheduler(scheduler: str, timeout: float = SCHEDULER_TIMEOUT) -> None:
     host, _, port = rest.rpartition(":")
     if scheme in ("tcp", "tls") and (not host or not port.isdigit()):
         raise UsageError(f"cannot use dask scheduler address {scheduler!r}: expected {scheme}://HOST:PORT")
+
+    if scheme == "tcp":   # a refused or unroutable port answers at once, before dask's retry loop
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        except OSError as exc:
+            raise HarnessError(f"cannot reach the dask scheduler at {scheduler}: tried a TCP connection "
+                               f"to {host}:{port}: {exc.strerror or exc}") from None
 
     async def handshake():
         comm = await comm_connect(f"{scheme}://{rest}", timeout=timeout)

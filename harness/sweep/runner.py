@@ -333,10 +333,10 @@ def run_sweep(config: SweepConfig, *, registry=None, argv=None, quiet: bool = Fa
         echo(format_plan(plan))
         return None
 
-    datasets = _describe_datasets(config, registry)
     _refuse_another_sweep(config, force)
     client = connect(config.scheduler) if config.backend == "dask" else None   # fail before writing
     try:
+        datasets = _describe_datasets(config, registry)
         return _run(config, plan, registry, datasets, client, argv=argv, quiet=quiet, force=force, csv=csv,
                     report=report, echo=echo)
     finally:

@@ -1,11 +1,16 @@
-"""The dask backend on a LocalCluster gives the same records as local loky processes."""
+"""The dask backend on a LocalCluster gives the same records as local processes; the scheduler check is bounded."""
+import socket
+import threading
+import time
+
 import pandas as pd
 import pytest
 
-from harness.sweep.config import load_config
-from harness.sweep.executor import run_tasks
+from harness.errors import HarnessError, UsageError
 from harness.plugin.loader import load_registry
 from harness.results.store import read_results
+from harness.sweep.config import load_config
+from harness.sweep.executor import SCHEDULER_TIMEOUT, connect, run_tasks
 from harness.sweep.runner import run_sweep
 
 distributed = pytest.importorskip("distributed")
@@ -47,12 +52,6 @@ def test_dask_backend_gives_the_same_records_as_loky(cluster, tmp_path):
 
 
 # --------------------------------------------------------------------------- the scheduler check
-import socket
-import threading
-import time
-
-from harness.errors import HarnessError
-from harness.sweep.executor import SCHEDULER_TIMEOUT, connect
 
 
 @pytest.fixture
@@ -110,8 +109,6 @@ def test_a_refused_port_fails_at_once():
 @pytest.mark.parametrize("address, expected", [("nonsense", "HOST:PORT"), ("bogus://h:1", "unknown scheme"),
                                                ("tcp://:::", "HOST:PORT")])
 def test_garbage_addresses_are_refused_as_bad_usage(address, expected, recwarn):
-    from harness.errors import UsageError
-
     with pytest.raises(UsageError, match=expected):
         connect(address)
     assert not [w for w in recwarn if "TimeoutError" in str(w.message)]

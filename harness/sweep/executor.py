@@ -29,6 +29,7 @@ reason)``, whose return value is yielded as that task's result.
 """
 from __future__ import annotations
 
+import asyncio
 import faulthandler
 import multiprocessing
 import os
@@ -38,8 +39,11 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from multiprocessing.connection import wait
 from typing import Any, Callable, Iterator, Sequence
+
+from harness.errors import HarnessError, UsageError
 
 __all__ = ["run_tasks", "connect", "pinned", "progress_bar", "WorkerPool", "describe_exit",
            "SCHEDULER_TIMEOUT"]
@@ -79,12 +83,9 @@ def probe_scheduler(scheduler: str, timeout: float = SCHEDULER_TIMEOUT) -> None:
     connection plus dask's handshake complete in time (a port that accepts and
     never answers fails here instead of hanging).
     """
-    import asyncio
-
+    # distributed is heavy (~1 s to import): only dask sweeps pay for it
     from distributed.comm import connect as comm_connect
     from distributed.comm.registry import backends
-
-    from harness.errors import HarnessError, UsageError
 
     scheme, rest = _split_address(scheduler)
     if scheme not in backends:
@@ -119,8 +120,6 @@ def probe_scheduler(scheduler: str, timeout: float = SCHEDULER_TIMEOUT) -> None:
 def connect(scheduler: str, timeout: float = SCHEDULER_TIMEOUT):
     """A ``distributed.Client`` for ``scheduler``, or a one-line HarnessError within a few seconds."""
     from distributed import Client
-
-    from harness.errors import HarnessError
 
     probe_scheduler(scheduler, timeout)
     try:
@@ -192,8 +191,6 @@ def _worker_main(conn, fn: Callable, parent: int) -> None:
 
 
 def _exception_line(exc: BaseException) -> str:
-    import traceback
-
     lines = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
     return lines[-1] if lines else type(exc).__name__
 
@@ -230,6 +227,7 @@ class WorkerPool:
         self.on_fault = on_fault or _raise_fault
         self.ctx = multiprocessing.get_context("fork")
         self.workers: list[_Worker] = []
+        self.dead_on_arrival = 0    # workers found dead before their first task (a broken machine)
 
     def run(self, tasks: Sequence) -> Iterator[tuple]:
         pending = list(tasks)[::-1]
@@ -237,12 +235,28 @@ class WorkerPool:
             while pending or any(w.task is not None for w in self.workers):
                 while pending and len(self.workers) < min(self.jobs, len(pending) + self._busy()):
                     self.workers.append(_Worker(self.ctx, self.fn))
-                for worker in self.workers:
+                for worker in list(self.workers):
                     if worker.task is None and pending:
-                        worker.send(pending.pop())
+                        self._hand_out(worker, pending)
                 yield from self._collect()
         finally:
             self.close()
+
+    def _hand_out(self, worker: _Worker, pending: list) -> None:
+        """Give ``worker`` the next task; a worker found dead is replaced and the task stays queued."""
+        task = pending.pop()
+        try:
+            if not worker.process.is_alive():
+                raise BrokenPipeError
+            worker.send(task)
+        except (BrokenPipeError, ConnectionError, EOFError):
+            worker.task = None
+            self._replace(worker)
+            pending.append(task)
+            self.dead_on_arrival += 1
+            if self.dead_on_arrival > 10:
+                            raise HarnessError("worker processes die before receiving a cell; "
+                                   "cells stored so far are kept") from None
 
     def _busy(self) -> int:
         return sum(1 for w in self.workers if w.task is not None)
@@ -291,8 +305,6 @@ class WorkerPool:
 
 
 def _raise_fault(task, status: str, reason: str):
-    from harness.errors import HarnessError
-
     raise HarnessError(f"a task failed ({status}): {reason}")
 
 

@@ -21,6 +21,7 @@ from harness.results.store import read_results
 from harness.sweep.config import load_config
 from harness.sweep.runner import run_sweep
 
+EARLIER: set = set()
 TINY = ["--datasets", "iris", "--losses", "ce", "--seeds", "2", "--epochs", "2",
         "--set", "run.hidden=8", "--set", "run.lr=0.1", "--quiet", "--no-report"]
 
@@ -52,9 +53,21 @@ def last_rows(sweep_dir):
     return read_results(sweep_dir).groupby("cell_id", sort=False).tail(1).reset_index(drop=True)
 
 
+def children():
+    return {p.pid for p in psutil.Process().children(recursive=True)
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE}
+
+
+@pytest.fixture(autouse=True)
+def earlier_children():
+    """Processes other tests left running (joblib keeps its loky workers for minutes): not ours."""
+    global EARLIER
+    EARLIER = children()
+
+
 def workers_alive():
-    return [p for p in psutil.Process().children(recursive=True) if p.is_running()
-            and p.status() != psutil.STATUS_ZOMBIE]
+    """Child processes started during this test that are still alive."""
+    return sorted(children() - EARLIER)
 
 
 def assert_contained(tmp_path, capsys, status, reason_part, name="f"):

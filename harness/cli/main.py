@@ -21,6 +21,7 @@ COMMANDS = {
     "run": ("run", "train one configuration and print a per-epoch table"),
     "sweep": ("sweep", "run a grid of configurations and write the convergence report"),
     "report": ("report", "rebuild a sweep's report from its stored results"),
+    "export": ("export", "export a sweep's stored runs to MLflow or CSV"),
 }
 
 

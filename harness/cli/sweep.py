@@ -29,7 +29,8 @@ tuning rule:
 resume and safety:
   each cell is written to OUT/NAME/results/<cell id>.parquet the moment it ends;
   rerunning the same command skips stored cells (--force reruns them). A second
-  sweep writing to the same folder at the same time is refused.
+  sweep writing to the same folder at the same time is refused, and so is a sweep
+  with another configuration on a folder that holds one (--name or --force).
 
 examples:
   python -m harness sweep --dry-run
@@ -44,8 +45,14 @@ learning rate on the command line:
   optimizer over that grid. Either way the config file's [tune.lr] grids are ignored, and the first
   line of output says so.
 
-exit status: 0 the sweep ran (cells may have diverged or failed: see the report), 2 bad usage,
-1 a failure such as a locked sweep folder or an unwritable disk.
+exit status:
+  0    every cell of the plan is stored (cells that ended in error or timeout are results, not failures)
+  1    a failure you can act on: a cell could not be written, the dask scheduler is unreachable, another
+       sweep holds the folder, the report could not be built; stored cells are kept, rerun to resume
+  2    bad usage, including a folder that holds another sweep (use --name NAME or --force)
+  130  interrupted (Ctrl-C); stored cells are kept, rerun to resume
+faults: a cell that crashes its worker is stored as error (signal/exit code) and retried once on resume;
+  one running past --timeout seconds is stored as timeout. See docs/faults.md.
 
 """ + settings_help() + """
   top level: name, out, datasets, losses, optimizers, seeds, jobs, backend, scheduler, timeout

@@ -20,7 +20,7 @@ METHOD_COLUMNS = ("optimizer", "optimizer_params", "schedule", "decay", "step_ev
                   "epochs", "tol", "lecture_stop", "patience", "time_budget")
 SETTING_COLUMNS = SECTION_COLUMNS + METHOD_COLUMNS + ("lr",)
 OK_STATUSES = ("done", "stopped")
-FAILED_STATUSES = ("error", "skipped")
+FAILED_STATUSES = ("error", "timeout", "skipped")
 FINAL_FIELDS = ("train_loss", "val_loss", "test_loss", "train_accuracy", "test_accuracy",
                 "test_balanced_accuracy", "test_macro_f1", "test_minority_recall",
                 "val_minority_recall", "updates", "samples_seen", "train_seconds", "test_confusion")

@@ -29,12 +29,16 @@ import math
 import os
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 import pyarrow.parquet as pq
 
-from harness.learning.runconfig import RunConfig
 from harness.errors import HarnessError
 from harness.results.schema import CELL_COLUMNS, RECORD_COLUMNS
+
+if TYPE_CHECKING:  # results sit below learning: a RunConfig is only read through its attributes
+    from harness.learning.runconfig import RunConfig
 
 __all__ = ["COLUMNS", "SweepLock", "cell_frame", "status_frame", "write_cell", "read_cell",
            "done_cells", "read_results", "export_csv", "results_dir", "safe_text", "check_cell_file",

@@ -65,9 +65,11 @@ def test_bad_input_is_one_line_exit_2(capsys, extra, needle):
     assert out == ""  # nothing is printed before the run starts
 
 
-def test_divergence_is_a_status_not_an_error(capsys):
+def test_divergence_is_a_status_with_its_own_exit_code(capsys):
     code, out, _ = _run(capsys, "--optimizer", "sgd", "--lr", "1e6", "--epochs", "3")
-    assert code == 0 and "status: diverged (" in out
+    assert code == 3 and "status: diverged (" in out
+    code, out, _ = _run(capsys, "--optimizer", "sgd", "--lr", "0.01", "--epochs", "1")
+    assert code == 0 and "status: done (" in out
 
 
 def test_as_a_subprocess_no_traceback():

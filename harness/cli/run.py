@@ -24,10 +24,12 @@ of `harness sweep` (run.*, optimizer.*, loss.*, dataset.*), one value each:
 --set optimizer.batch_size=16 and --set optimizer.minibatch.batch_size=16 when
 the optimizer is minibatch. Grids (comma lists) are for `harness sweep`."""
 
+DIVERGED_EXIT = 3   # a diverged run is a result, but scripts need to tell it from a finished one
+
 EPILOG = settings_help() + """
 
-exit status: 0 the run ended (done, stopped or diverged: see the status line), 2 bad usage,
-1 a failure such as unavailable data.
+exit status: 0 the run ended done or stopped by a stopping rule; 3 the run diverged (its records
+are still printed and written with --csv); 1 a failure such as unavailable data; 2 bad usage.
 
 examples:
   python -m harness run --dataset digits --loss ce --optimizer minibatch --hidden 64x32 \\
@@ -136,4 +138,4 @@ def execute(args) -> int:
         except OSError as exc:
             raise HarnessError(f"cannot write {args.csv}: {exc.strerror or exc}") from None
         print(f"records written to {args.csv}")
-    return 0
+    return DIVERGED_EXIT if status == "diverged" else 0

@@ -23,6 +23,9 @@ TABLES = "tables"
 IMBALANCE_RATIO = 2.0
 PROFILE_MEASURES = (("train_seconds", "training seconds"), ("samples_seen", "samples seen"))
 FIGURE_FORMATS = ("png", "svg", "pdf")
+# the per-epoch columns the static loss figures read (pickled to the figure workers)
+PLOT_ROW_COLUMNS = ("cell_id", "epoch", "status", "section", "method", "samples_seen", "train_seconds",
+                    "train_loss", "test_loss", "reference_train_loss")
 FIXED_TARGET_CAPTION = ("Fixed-target view: the share of an optimizer's final runs (all sections and seeds) that "
                         "reached their section's target loss within x epochs, samples seen or training seconds "
                         "(switch above); each step is one run, hover names it. Interactive only: the numbers are "
@@ -208,8 +211,9 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
             c, m = _write_table(rank, tab_dir, f"ranking-{measure}")
             ranking_tables.append(html.table(rank, f"Ranking by {label} to target", c, m, digits=3))
     rank_tables, rank_notes = _rank_tables(final_runs, tab_dir)
-    jobs_profile = ("performance_profiles", {"profiles": ratios, "colors": colors,
-                                             "path": fig_dir / "performance-profile.png", "formats": formats})
+    pool = plots.FigurePool(processes)   # draws each figure as soon as it is submitted, beside the rest
+    pool.submit("performance-profile", "performance_profiles",
+                {"profiles": ratios, "colors": colors, "path": fig_dir / "performance-profile.png", "formats": formats})
     ranking = {"tables": ranking_tables, "ranks": rank_tables, "rank_notes": rank_notes,
                "figure": {"alt": "performance profiles",
                           "caption": "Share of dataset/loss sections (y) in which an optimizer reached the target "
@@ -227,12 +231,15 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
     mark("claims")
 
     # --- per dataset family: tables, and the figures' jobs (drawn together below, in parallel)
-    families, jobs = [], {}
+    families = []
 
     specs = {}   # the interactive versions (plotly), keyed like the PNGs they replace on screen
 
     def job(key: str, function: str, alt: str, caption: str, **kwargs) -> dict:
-        jobs[key] = (function, {**kwargs, "path": fig_dir / f"{key}.png", "formats": formats})
+        static = dict(kwargs)
+        if "rows" in static:   # the per-epoch frame is the big one: send the workers only what they draw
+            static["rows"] = static["rows"][[c for c in PLOT_ROW_COLUMNS if c in static["rows"].columns]]
+        pool.submit(key, function, {**static, "path": fig_dir / f"{key}.png", "formats": formats})
         live = getattr(interactive, function, None)
         if live is not None:
             spec = live(**{k: v for k, v in kwargs.items() if k in live.__code__.co_varnames})
@@ -285,16 +292,15 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
         families.append({"name": family, "anchor": f"ds-{key}", "info": info, "tables": ftables,
                          "edges": _grid_edges(fam_tune, fam_runs), "figures": figures})
 
-    jobs["performance-profile"] = jobs_profile
     spec = interactive.performance_profiles(ratios, colors, profile.tau_max)
     if spec is not None:
         specs["performance-profile"] = spec
     spec = interactive.fixed_target(final_runs, reach, colors)
     if spec is not None:
         specs["fixed-target"] = spec
-    mark("family tables and interactive figures")
-    drawn = plots.render_all(jobs, processes)
-    mark("static figures")
+    mark("family tables and interactive figures (static ones drawing meanwhile)")
+    drawn = pool.results()
+    mark("waiting for the static figures")
     plotly_js = interactive.write_assets(sweep_dir, specs)
     live = set(specs) if plotly_js else set()
 

@@ -375,31 +375,44 @@ def _run(job: tuple) -> Path | None:
     return FUNCTIONS[name](**kwargs)
 
 
-def render_all(jobs: dict, processes: int = PROCESSES) -> dict:
-    """Draw ``{key: (function name, kwargs)}`` and return ``{key: path or None}``.
+class FigurePool:
+    """Draws figures in worker processes while the caller goes on with tables, claims and the page.
 
-    Figures are independent, so they render in ``processes`` worker processes
-    (matplotlib holds the GIL while drawing; threads would not help). The
-    biggest figures go first so the two workers finish together.
+    Figures are independent and matplotlib holds the GIL while drawing, so
+    threads would not help; ``processes`` workers (forked: they inherit the
+    imported matplotlib and pandas) start on the first ``submit``. With one
+    process the figures are drawn in ``results`` instead.
     """
-    if not jobs:
-        return {}
-    if processes <= 1 or len(jobs) == 1:
-        return {key: _run(job) for key, job in jobs.items()}
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
-    # fork: the workers inherit the imported matplotlib and pandas instead of importing them again
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    order = sorted(jobs, key=lambda k: -_weight(jobs[k]))
-    with ProcessPoolExecutor(max_workers=min(processes, len(jobs)), mp_context=context) as pool:
-        futures = {key: pool.submit(_run, jobs[key]) for key in order}
-        return {key: futures[key].result() for key in jobs}
+    def __init__(self, processes: int = PROCESSES):
+        self.processes, self.jobs, self.futures, self.pool = processes, {}, {}, None
 
+    def submit(self, key: str, function: str, kwargs: dict) -> None:
+        self.jobs[key] = (function, kwargs)
+        if self.processes > 1:
+            if self.pool is None:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
 
-def _weight(job: tuple) -> int:
-    """A rough cost of a job: the number of rows it draws."""
-    name, kwargs = job
-    frame = kwargs.get("rows", kwargs.get("tune_runs", kwargs.get("final_runs")))
-    return len(frame) if isinstance(frame, pd.DataFrame) else 0
+                methods = multiprocessing.get_all_start_methods()
+                context = multiprocessing.get_context("fork" if "fork" in methods else None)
+                _pyplot()   # import pyplot once here so that forked workers inherit it
+                self.pool = ProcessPoolExecutor(max_workers=self.processes, mp_context=context)
+            self.futures[key] = self.pool.submit(_run, self.jobs[key])
+
+    def results(self) -> dict:
+        """``{key: path or None}`` for every submitted figure, once all are drawn."""
+        try:
+            return {key: self.futures[key].result() if key in self.futures else _run(job)
+                    for key, job in self.jobs.items()}
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+    def __del__(self):   # an exception between submit and results: do not leave workers behind
+        if getattr(self, "pool", None) is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)

@@ -123,6 +123,8 @@ def test_page_loads_offline_without_console_errors(probed):
     assert sources and all(not re.match(r"^[a-z]+:", s) and (folder / s).is_file() for s in sources), sources
     assert (folder / interactive.PLOTLY_JS).stat().st_size > 1_000_000   # the real bundle, copied once
     assert len(list(folder.rglob("plotly*.js"))) == 1
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    print(f"page and its files: {size / 1e6:.1f} MB; loaded and drawn in {found['loadMs'] / 1000:.2f} s")   # -s shows it
 
 
 def test_every_interactive_figure_renders_as_svg(probed):

@@ -261,7 +261,8 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
         for split in ("train", "test"):
             figures.append(job(f"{key}-{split}-loss", "convergence", f"{family} {split} loss curves",
                                f"{split.capitalize()} loss against epochs, samples seen and training seconds "
-                               "(log axes where useful). Line: mean over seeds; band: lowest to highest seed.",
+                               "(log axes where useful). Static image: mean over seeds, band from the lowest to "
+                               "the highest seed; interactive: one line per seed (hover names the run).",
                                rows=fam_rows, sections=sections, colors=colors, metric=f"{split}_loss",
                                title=f"{family}: {split} loss"))
         figures.append(job(f"{key}-suboptimality", "suboptimality", f"{family} suboptimality",

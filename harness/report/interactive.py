@@ -81,8 +81,10 @@ def _axes_layout(titles: list, xlabel: str, ylabel: str, xlog: bool, ylog: bool,
     cols, nrows = _grid(len(titles))
     gap_x, gap_y = 0.07, 0.16 / max(nrows, 1)
     width, height = (1 - gap_x * (cols - 1)) / cols, (1 - gap_y * (nrows - 1)) / nrows
-    layout = {"title": {"text": esc(title), "font": {"size": 14}}, "height": PANEL_HEIGHT * nrows + 140,
-              "margin": {"l": 60, "r": 20, "t": 70, "b": 60}, "hovermode": "closest",
+    layout = {"title": {"text": esc(title), "font": {"size": 14}, "x": 0.01, "xanchor": "left",
+                        "y": 0.995, "yref": "container", "yanchor": "top"},
+              "height": PANEL_HEIGHT * nrows + 170,
+              "margin": {"l": 60, "r": 20, "t": 110, "b": 60}, "hovermode": "closest",
               "legend": {"orientation": "h", "y": -0.08 if nrows > 1 else -0.2, "yanchor": "top"},
               "annotations": []}
     for i, text in enumerate(titles):
@@ -104,18 +106,20 @@ def _scale_menus(layout: dict, count: int, x_menu: list | None = None) -> None:
     names = ["" if i == 0 else str(i + 1) for i in range(count)]
     menus = []
 
-    def toggle(axis: str, label: str, y: float) -> dict:
+    def toggle(axis: str, label: str, x: float) -> dict:
         start = layout[f"{axis}axis"]["type"]
         buttons = [{"label": f"{label} {kind}", "method": "relayout",
                     "args": [{f"{axis}axis{n}.type": kind for n in names}]} for kind in (start, "log" if start != "log" else "linear")]
         return {"type": "buttons", "direction": "right", "buttons": buttons, "showactive": True, "active": 0,
-                "x": 1.0, "xanchor": "right", "y": y, "yanchor": "bottom", "pad": {"t": 0, "r": 0}}
+                "x": x, "xanchor": "left", "y": row, "yanchor": "bottom", "pad": {"t": 0, "r": 0}}
 
+    # one row of buttons between the title and the panels, left of plotly's own toolbar
+    row = 1.0 + 45 / (layout["height"] - 170)
     if x_menu:
         menus.append({"type": "buttons", "direction": "right", "buttons": x_menu, "showactive": True, "active": 0,
-                      "x": 0.0, "xanchor": "left", "y": 1.0 + 50 / layout["height"], "yanchor": "bottom"})
-    menus.append(toggle("x", "x", 1.0 + 50 / layout["height"]))
-    menus.append(toggle("y", "y", 1.0 + 20 / layout["height"]))
+                      "x": 0.0, "xanchor": "left", "y": row, "yanchor": "bottom", "pad": {"t": 0, "r": 0}})
+    menus.append(toggle("x", "x", 0.36 if x_menu else 0.0))
+    menus.append(toggle("y", "y", 0.52 if x_menu else 0.16))
     layout["updatemenus"] = menus
 
 

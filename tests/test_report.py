@@ -24,7 +24,7 @@ class _Links(HTMLParser):
 
     def __init__(self):
         super().__init__()
-        self.images, self.links, self.scripts = [], [], 0
+        self.images, self.links, self.scripts = [], [], []
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -33,7 +33,7 @@ class _Links(HTMLParser):
         if tag == "a":
             self.links.append(attrs.get("href"))
         if tag == "script":
-            self.scripts += 1
+            self.scripts.append(attrs.get("src"))
 
 
 def _parse(page: Path) -> _Links:
@@ -87,7 +87,9 @@ def test_report_builds_with_every_referenced_file(built):
 def test_page_is_self_contained(built):
     _, page = built
     text = page.read_text(encoding="utf-8")
-    assert _parse(page).scripts == 0
+    # only the two local scripts of the interactive figures: plotly, copied once, and the figure data
+    assert _parse(page).scripts == ["plotly.min.js", "figures/interactive.js"]
+    assert "<script>" not in text
     assert not re.search(r"""(src|href)=["']https?://""", text)
     assert "<link" not in text                      # no external stylesheet
 
@@ -198,7 +200,11 @@ def test_names_from_plugins_are_escaped(tmp_path):
     page = build_report(tmp_path, results=results, manifest={"sweep": "<i>name</i>", "command": "<svg onload=x>"},
                         claims=CLAIMS)
     text = page.read_text(encoding="utf-8")
-    assert "<script" not in text.lower()
+    assert "<script>" not in text.lower() and _parse(page).scripts == ["plotly.min.js", "figures/interactive.js"]
+    # the figure data escapes them too (plotly renders a subset of HTML in names and hover labels)
+    data = (tmp_path / "figures" / "interactive.js").read_text(encoding="utf-8")
+    assert "<script>alert" not in data and "<img src=x" not in data
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in data
     assert "<img src=x" not in text and "<svg" not in text and "<i>name" not in text and "<b>bold" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "&lt;img src=x onerror=alert(2)&gt;" in text
@@ -279,3 +285,57 @@ def test_report_from_real_tiny_trainer_runs(tmp_path):
     for src in _parse(page).images:
         assert (tmp_path / src).is_file()
     assert "SGD lowers the loss faster than BGD early" in page.read_text()
+
+
+# --------------------------------------------------------------------------- exports and speed-ups
+def test_figure_formats_and_latex_tables(tmp_path):
+    results = synthetic_results(datasets=("digits",), losses=("ce",), optimizers=("bgd", "sgd"), seeds=(0, 1),
+                                epochs=3, extras=False)
+    results.loc[results["optimizer"] == "sgd", "optimizer"] = "sgd_50%&co"
+    build_report(tmp_path, results=results, manifest={}, claims=[], formats=("svg", "pdf"), processes=1)
+    pngs = sorted(p.stem for p in (tmp_path / "figures").glob("*.png"))
+    assert pngs
+    for fmt, magic in (("svg", b"<svg"), ("pdf", b"%PDF")):
+        assert sorted(p.stem for p in (tmp_path / "figures").glob(f"*.{fmt}")) == pngs
+        assert magic in (tmp_path / "figures" / f"{pngs[0]}.{fmt}").read_bytes()[:400]
+    csvs = sorted(p.stem for p in (tmp_path / "tables").glob("*.csv"))
+    assert sorted(p.stem for p in (tmp_path / "tables").glob("*.tex")) == csvs
+    tex = (tmp_path / "tables" / "summary.tex").read_text()
+    assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
+    assert "sgd\\_50\\%\\&co" in tex            # LaTeX specials escaped
+    # a rebuild with PNG only removes the SVG/PDF of the previous build
+    build_report(tmp_path, results=results, manifest={}, claims=[], processes=1)
+    assert not list((tmp_path / "figures").glob("*.svg")) and not list((tmp_path / "figures").glob("*.pdf"))
+
+
+def test_unknown_figure_format_is_a_one_line_usage_error(tmp_path, capsys):
+    (tmp_path / "results").mkdir()
+    assert main(["report", str(tmp_path), "--format", "png,gif"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "gif" in err and "svg" in err
+
+
+def test_figures_drawn_in_two_processes_match_one(tmp_path):
+    results = synthetic_results(datasets=("digits",), losses=("ce",), optimizers=("bgd", "sgd"), seeds=(0,),
+                                epochs=3, extras=False)
+    one = build_report(tmp_path / "one", results=results, manifest={}, claims=[], processes=1).parent
+    two = build_report(tmp_path / "two", results=results, manifest={}, claims=[], processes=2).parent
+    names = sorted(p.name for p in (one / "figures").glob("*.png"))
+    assert names and names == sorted(p.name for p in (two / "figures").glob("*.png"))
+    for name in names:
+        assert (one / "figures" / name).read_bytes() == (two / "figures" / name).read_bytes(), name
+
+
+def test_mean_band_matches_a_pandas_reading():
+    from harness.report.plots import mean_band
+
+    rows = pd.DataFrame({"cell_id": list("aaabbbccc"), "epoch": [0, 1, 2] * 3,
+                         "x": [0.0, 1.0, 2.0, 0.0, 1.5, np.nan, 0.0, 1.0, 2.0],
+                         "y": [1.0, 0.5, 0.2, 1.2, np.inf, 0.3, 0.9, 0.4, np.nan]})
+    band = mean_band(rows, "x", "y")
+    ref = rows.replace([np.inf, -np.inf], np.nan).dropna(subset=["y"]).groupby("epoch")
+    np.testing.assert_allclose(band["mean"], ref["y"].mean().to_numpy())
+    np.testing.assert_allclose(band["low"], ref["y"].min().to_numpy())
+    np.testing.assert_allclose(band["high"], ref["y"].max().to_numpy())
+    np.testing.assert_allclose(band["x"], ref["x"].mean().to_numpy())
+    assert band["n"].tolist() == [3, 2, 2]

@@ -8,8 +8,8 @@ from pathlib import Path
 from harness.errors import HarnessError
 
 DESCRIPTION = """\
-Rebuild DIR/index.html with its figures (DIR/figures/*.png) and tables
-(DIR/tables/*.csv and *.md) from the results a sweep stored in
+Rebuild DIR/index.html with its figures (DIR/figures/*.png, and *.svg/*.pdf
+with --format) and tables (DIR/tables/*.csv, *.md and *.tex) from the results a sweep stored in
 DIR/results/*.parquet and DIR/manifest.json. Nothing is trained; run it after
 changing the report code or to refresh a report of an interrupted sweep.
 docs/reports.md explains every part of the page and the rules behind it."""
@@ -17,7 +17,8 @@ docs/reports.md explains every part of the page and the rules behind it."""
 EPILOG = """\
 examples:
   python -m harness report reports/default
-  python -m harness report default          (a sweep name under ./reports works too)"""
+  python -m harness report default          (a sweep name under ./reports works too)
+  python -m harness report reports/default --format png,svg,pdf"""
 
 
 def configure(parser):
@@ -28,6 +29,9 @@ def configure(parser):
     parser.add_argument("--all-cells", action="store_true",
                         help="include result files of older plans left in the folder (default: only the cells "
                         "the manifest lists)")
+    parser.add_argument("--format", default="png", metavar="F,F",
+                        help="figure files to write: a comma list of png, svg, pdf (default png; the page always "
+                        "gets PNG)")
 
 
 def _sweep_dir(text: str) -> Path:
@@ -43,10 +47,12 @@ def _sweep_dir(text: str) -> Path:
 
 def execute(args) -> int:
     sweep_dir = _sweep_dir(args.dir)
+    formats = [f for f in str(getattr(args, "format", "png")).split(",") if f.strip()]
     # pandas, pyarrow and matplotlib load here, not at import, so that `harness --help` stays fast
-    from harness.report import build_report
+    from harness.report.build import build_report, check_formats
     from harness.results.store import read_results
 
+    formats = check_formats(formats)   # a typo fails before the results are read
     try:
         results = read_results(sweep_dir, all_cells=bool(getattr(args, "all_cells", False)))
     except Exception as exc:  # a corrupt or foreign file: one line, not a traceback
@@ -56,7 +62,7 @@ def execute(args) -> int:
                            "written by `python -m harness sweep`)")
 
     try:
-        page = build_report(sweep_dir, results=results)
+        page = build_report(sweep_dir, results=results, formats=formats)
     except HarnessError:
         raise
     except Exception as exc:

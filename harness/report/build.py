@@ -5,22 +5,31 @@ import hashlib
 import json
 import re
 import shlex
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, UsageError
 from harness.plugin.loader import load_registry
 from harness.report import claims as claims_mod
-from harness.report import html, plots, profile, stats, tables
+from harness.report import html, interactive, plots, profile, stats, tables
 from harness.report.frames import add_labels, final_phase, imbalance, labelled_rows, normalise, runs
 
 FIGURES = "figures"
 TABLES = "tables"
 IMBALANCE_RATIO = 2.0
 PROFILE_MEASURES = (("train_seconds", "training seconds"), ("samples_seen", "samples seen"))
+FIGURE_FORMATS = ("png", "svg", "pdf")
+# the per-epoch columns the static loss figures read (pickled to the figure workers)
+PLOT_ROW_COLUMNS = ("cell_id", "epoch", "status", "section", "method", "samples_seen", "train_seconds",
+                    "train_loss", "test_loss", "reference_train_loss")
+FIXED_TARGET_CAPTION = ("Fixed-target view: the share of an optimizer's final runs (all sections and seeds) that "
+                        "reached their section's target loss within x epochs, samples seen or training seconds "
+                        "(switch above); each step is one run, hover names it. Interactive only: the numbers are "
+                        "the 'to target' columns of tables/summary.csv.")
 VERDICT_CSS = {stats.HOLDS: "holds", stats.FAILS: "fails", stats.INCONCLUSIVE: "inconclusive"}
 
 
@@ -38,6 +47,15 @@ def _clear(folder: Path, patterns) -> None:
                 path.unlink(missing_ok=True)
 
 
+def check_formats(formats) -> tuple:
+    """The figure formats asked for, PNG always among them (the page shows it); others are a usage error."""
+    asked = [str(f).strip().lower().lstrip(".") for f in formats if str(f).strip()]
+    unknown = sorted(set(asked) - set(FIGURE_FORMATS))
+    if unknown:
+        raise UsageError(f"unknown figure format(s) {', '.join(unknown)}; choose from {', '.join(FIGURE_FORMATS)}")
+    return tuple(dict.fromkeys(["png", *asked]))
+
+
 def _read_manifest(sweep_dir: Path) -> dict:
     path = sweep_dir / "manifest.json"
     try:
@@ -47,9 +65,10 @@ def _read_manifest(sweep_dir: Path) -> dict:
 
 
 def _write_table(frame: pd.DataFrame, folder: Path, name: str, markdown: str | None = None) -> tuple[str, str]:
-    """Write ``name``.csv and ``name``.md; return their paths relative to the page."""
+    """Write ``name``.csv, ``name``.md and ``name``.tex; return the CSV and Markdown paths relative to the page."""
     folder.mkdir(parents=True, exist_ok=True)
     frame.to_csv(folder / f"{name}.csv", index=False)
+    (folder / f"{name}.tex").write_text(tables.to_latex(frame), encoding="utf-8")
     (folder / f"{name}.md").write_text((markdown if markdown is not None else tables.to_markdown(frame)) + "\n")
     return f"{TABLES}/{name}.csv", f"{TABLES}/{name}.md"
 
@@ -123,18 +142,31 @@ def _rank_tables(final_runs: pd.DataFrame, tab_dir: Path) -> tuple[list, list]:
 def _figure(path: Path | None, sweep_dir: Path, alt: str, caption: str) -> dict | None:
     if path is None:
         return None
-    return {"src": path.relative_to(sweep_dir).as_posix(), "alt": alt, "caption": caption}
+    return {"src": path.relative_to(sweep_dir).as_posix(), "alt": alt, "caption": caption, "interactive": None}
 
 
 def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict | None = None,
-                 claims=None) -> Path:
+                 claims=None, formats=("png",), processes: int = plots.PROCESSES,
+                 timings: dict | None = None) -> Path:
     """Write ``index.html``, ``figures/*.png`` and ``tables/*.csv|md`` into ``sweep_dir``.
 
     ``results`` is the long-format frame (``harness.results.store.read_results``) and
     ``manifest`` the sweep's manifest; each is read from ``sweep_dir`` when
     None. ``claims`` are the ``ClaimSpec``s to test (default: those the
-    installed plugins register). Returns the path of ``index.html``.
+    installed plugins register). ``formats`` are the figure files to write
+    besides the PNG the page shows (``svg``, ``pdf``); ``processes`` draw the
+    figures in parallel; ``timings``, when given, receives the seconds of each
+    phase (benchmarks/bench_report.py prints them). Returns the path of ``index.html``.
     """
+    formats = check_formats(formats)
+    timings = {} if timings is None else timings
+    clock = [time.perf_counter()]
+
+    def mark(phase: str) -> None:
+        now = time.perf_counter()
+        timings[phase] = timings.get(phase, 0.0) + now - clock[0]
+        clock[0] = now
+
     sweep_dir = Path(sweep_dir)
     if results is None:
         from harness.results.store import read_results
@@ -146,8 +178,8 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
         raise HarnessError(f"no stored results in {sweep_dir} to report on")
     sweep_dir.mkdir(parents=True, exist_ok=True)
     fig_dir, tab_dir = sweep_dir / FIGURES, sweep_dir / TABLES
-    _clear(fig_dir, ["*.png"])
-    _clear(tab_dir, ["*.csv", "*.md"])
+    _clear(fig_dir, [f"*.{fmt}" for fmt in FIGURE_FORMATS])
+    _clear(tab_dir, ["*.csv", "*.md", "*.tex"])
 
     df = normalise(results)
     all_runs = add_labels(runs(df))
@@ -160,6 +192,7 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
     if not (df["phase"] == "final").any():
         notes.append("This sweep has no final phase: every stored run is treated as final.")
 
+    mark("read")
     # --- tables
     numeric, targets = tables.summary(final_runs, rows)
     reach = tables.time_to_target(rows, final_runs, targets)
@@ -178,12 +211,16 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
             c, m = _write_table(rank, tab_dir, f"ranking-{measure}")
             ranking_tables.append(html.table(rank, f"Ranking by {label} to target", c, m, digits=3))
     rank_tables, rank_notes = _rank_tables(final_runs, tab_dir)
-    prof_fig = plots.performance_profiles(ratios, colors, fig_dir / "performance-profile.png")
+    pool = plots.FigurePool(processes)   # draws each figure as soon as it is submitted, beside the rest
+    pool.submit("performance-profile", "performance_profiles",
+                {"profiles": ratios, "colors": colors, "path": fig_dir / "performance-profile.png", "formats": formats})
     ranking = {"tables": ranking_tables, "ranks": rank_tables, "rank_notes": rank_notes,
-               "figure": _figure(prof_fig, sweep_dir, "performance profiles",
-                                 "Share of dataset/loss sections (y) in which an optimizer reached the target "
-                                 "within tau times the best optimizer's work (x); higher and further left is better.")}
+               "figure": {"alt": "performance profiles",
+                          "caption": "Share of dataset/loss sections (y) in which an optimizer reached the target "
+                                     "within tau times the best optimizer's work (x); higher and further left is "
+                                     "better."}}
 
+    mark("tables and ranking")
     # --- claims
     found = claims_mod.evaluate(registered_claims() if claims is None else claims, final_runs, rows)
     verdicts = claims_mod.verdict_table(found)
@@ -191,9 +228,25 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
     verdict_table = html.table(verdicts, "Verdicts at each claim's headline budget", claims_csv, claims_md,
                                digits=3) if len(verdicts) else None
     claim_ctx = _claim_context(found, tab_dir)
+    mark("claims")
 
-    # --- per dataset family: tables and figures
+    # --- per dataset family: tables, and the figures' jobs (drawn together below, in parallel)
     families = []
+
+    specs = {}   # the interactive versions (plotly), keyed like the PNGs they replace on screen
+
+    def job(key: str, function: str, alt: str, caption: str, **kwargs) -> dict:
+        static = dict(kwargs)
+        if "rows" in static:   # the per-epoch frame is the big one: send the workers only what they draw
+            static["rows"] = static["rows"][[c for c in PLOT_ROW_COLUMNS if c in static["rows"].columns]]
+        pool.submit(key, function, {**static, "path": fig_dir / f"{key}.png", "formats": formats})
+        live = getattr(interactive, function, None)
+        if live is not None:
+            spec = live(**{k: v for k, v in kwargs.items() if k in live.__code__.co_varnames})
+            if spec is not None:
+                specs[key] = spec
+        return {"key": key, "alt": alt, "caption": caption}
+
     for family, fam_runs in final_runs.groupby("family", sort=True):
         sections = sorted(fam_runs["section"].unique())
         key = slug(family)
@@ -206,39 +259,65 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
             ftables.append(html.table(tables.formatted(part), title, csv, md))
         figures = []
         for split in ("train", "test"):
-            p = plots.convergence(fam_rows, sections, colors, f"{split}_loss", fig_dir / f"{key}-{split}-loss.png",
-                                  f"{family}: {split} loss")
-            figures.append(_figure(p, sweep_dir, f"{family} {split} loss curves",
-                                   f"{split.capitalize()} loss against epochs, samples seen and training seconds "
-                                   "(log axes where useful). Line: mean over seeds; band: lowest to highest seed."))
-        p = plots.suboptimality(fam_rows, sections, colors, fig_dir / f"{key}-suboptimality.png",
-                                f"{family}: suboptimality (convex model)")
-        figures.append(_figure(p, sweep_dir, f"{family} suboptimality",
-                               "Training loss minus the optimum of the convex model (scikit-learn "
-                               "LogisticRegression, no penalty), log scale; gaps at or below 0 are drawn at 1e-12."))
+            figures.append(job(f"{key}-{split}-loss", "convergence", f"{family} {split} loss curves",
+                               f"{split.capitalize()} loss against epochs, samples seen and training seconds "
+                               "(log axes where useful). Static image: mean over seeds, band from the lowest to "
+                               "the highest seed; interactive: one line per seed (hover names the run).",
+                               rows=fam_rows, sections=sections, colors=colors, metric=f"{split}_loss",
+                               title=f"{family}: {split} loss"))
+        figures.append(job(f"{key}-suboptimality", "suboptimality", f"{family} suboptimality",
+                           "Training loss minus the optimum of the convex model (scikit-learn "
+                           "LogisticRegression, no penalty), log scale; gaps at or below 0 are drawn at 1e-12.",
+                           rows=fam_rows, sections=sections, colors=colors,
+                           title=f"{family}: suboptimality (convex model)"))
         fam_tune = tune_runs[tune_runs["family"] == family]
-        p = plots.lr_sensitivity(fam_tune, fam_runs, sorted(fam_tune["section"].unique()), colors,
-                                 fig_dir / f"{key}-learning-rate.png", f"{family}: learning-rate sensitivity")
-        figures.append(_figure(p, sweep_dir, f"{family} learning-rate sensitivity",
-                               "Tuning phase: final validation loss against the learning rate (mean over tuning "
-                               "seeds, bar: their range). x: diverged; ring: the learning rate chosen."))
+        figures.append(job(f"{key}-learning-rate", "lr_sensitivity", f"{family} learning-rate sensitivity",
+                           "Tuning phase: final validation loss against the learning rate (mean over tuning "
+                           "seeds, bar: their range). x: diverged; ring: the learning rate chosen.",
+                           tune_runs=fam_tune, chosen=fam_runs, sections=sorted(fam_tune["section"].unique()),
+                           colors=colors, title=f"{family}: learning-rate sensitivity"))
         ratio = imbalance(fam_runs)
         info = ""
         if ratio >= IMBALANCE_RATIO:
             info = f"Imbalanced: the test split's largest class is {ratio:.1f}x its smallest."
-            p = plots.minority_recall(fam_runs, colors, fig_dir / f"{key}-minority-recall.png",
-                                      f"{family}: test minority recall by loss")
-            figures.append(_figure(p, sweep_dir, f"{family} minority recall",
-                                   "Test recall of the minority class (fewest training samples) per optimizer "
-                                   "and loss: bar = mean over seeds, dots = seeds."))
-            p = plots.confusion(fam_runs, _class_names(manifest, str(fam_runs["dataset"].iloc[0])),
-                                fig_dir / f"{key}-confusion.png", f"{family}: test confusion matrices (summed over seeds)")
-            figures.append(_figure(p, sweep_dir, f"{family} confusion matrices",
-                                   "Rows: true class, columns: predicted; colour = share of the true class, "
-                                   "numbers = counts summed over seeds."))
+            figures.append(job(f"{key}-minority-recall", "minority_recall", f"{family} minority recall",
+                               "Test recall of the minority class (fewest training samples) per optimizer "
+                               "and loss: bar = mean over seeds, dots = seeds.",
+                               final_runs=fam_runs, colors=colors, title=f"{family}: test minority recall by loss"))
+            figures.append(job(f"{key}-confusion", "confusion", f"{family} confusion matrices",
+                               "Rows: true class, columns: predicted; colour = share of the true class, "
+                               "numbers = counts summed over seeds.",
+                               final_runs=fam_runs,
+                               class_names=_class_names(manifest, str(fam_runs["dataset"].iloc[0])),
+                               title=f"{family}: test confusion matrices (summed over seeds)"))
         families.append({"name": family, "anchor": f"ds-{key}", "info": info, "tables": ftables,
-                         "edges": _grid_edges(fam_tune, fam_runs),
-                         "figures": [f for f in figures if f]})
+                         "edges": _grid_edges(fam_tune, fam_runs), "figures": figures})
+
+    spec = interactive.performance_profiles(ratios, colors, profile.tau_max)
+    if spec is not None:
+        specs["performance-profile"] = spec
+    spec = interactive.fixed_target(final_runs, reach, colors)
+    if spec is not None:
+        specs["fixed-target"] = spec
+    mark("family tables and interactive figures (static ones drawing meanwhile)")
+    drawn = pool.results()
+    mark("waiting for the static figures")
+    plotly_js = interactive.write_assets(sweep_dir, specs)
+    live = set(specs) if plotly_js else set()
+
+    def shown(key: str, path, alt: str, caption: str) -> dict | None:
+        fig = _figure(path, sweep_dir, alt, caption)
+        if key in live:
+            fig = fig or {"src": None, "alt": alt, "caption": caption}
+            fig["interactive"] = key
+        return fig
+
+    ranking["figure"] = shown("performance-profile", drawn.get("performance-profile"), ranking["figure"]["alt"],
+                              ranking["figure"]["caption"])
+    ranking["fixed_target"] = shown("fixed-target", None, "fixed-target view", FIXED_TARGET_CAPTION)
+    for fam in families:
+        fam["figures"] = [f for f in (shown(f["key"], drawn[f["key"]], f["alt"], f["caption"])
+                                      for f in fam["figures"]) if f]
 
     # --- runs that did not finish
     bad = tables.problems_table(all_runs)
@@ -269,9 +348,11 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
         "ranking": ranking, "families": families, "problems": problems, "rules": rules,
         "footer": html.reproducibility(manifest),
         "rebuild": f"python -m harness report {shlex.quote(str(sweep_dir))}",
+        "plotly_js": plotly_js, "figure_data": interactive.DATA_JS if plotly_js else None,
     }
     page = sweep_dir / "index.html"
     tmp = sweep_dir / ".index.html.tmp"
     tmp.write_text(html.render(context), encoding="utf-8")
     tmp.replace(page)
+    mark("page")
     return page

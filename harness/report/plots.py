@@ -1,9 +1,11 @@
-"""The report's figures (matplotlib, Agg backend, PNG).
+"""The report's static figures (matplotlib, Agg backend; PNG, and SVG/PDF on request).
 
-Curves show the mean over seeds with a shaded band from the lowest to the
+Drawing is kept cheap because the report renders a dozen figures with up to 30
+panels each: fixed margins instead of a layout engine, major log ticks only,
+one line per method. Curves show the mean over seeds with a shaded band from the lowest to the
 highest seed; non-finite values (a diverged run) are left out of both.
-Every function writes one PNG and returns its path, or None when there is
-nothing to draw.
+Every function writes one figure (``path``, plus the same name in each of
+``formats``) and returns its path, or None when there is nothing to draw.
 """
 from __future__ import annotations
 
@@ -38,14 +40,24 @@ def method_colors(methods) -> dict:
 
 
 def mean_band(rows: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """Per epoch: mean x, and mean/min/max of y over the runs with a finite y."""
-    data = rows[list(dict.fromkeys(["cell_id", "epoch", x, y]))].replace([np.inf, -np.inf], np.nan).dropna(subset=[y])
-    if data.empty:
+    """Per epoch: mean x, and mean/min/max of y over the runs with a finite y (numpy: called ~300 times)."""
+    epoch = rows["epoch"].to_numpy()
+    xs, ys = rows[x].to_numpy(dtype=float), rows[y].to_numpy(dtype=float)
+    ok = np.isfinite(ys)
+    if not ok.any():
         return pd.DataFrame(columns=["x", "mean", "low", "high", "n"])
-    g = data.groupby("epoch")
-    out = pd.DataFrame({"x": g[x].mean(), "mean": g[y].mean(), "low": g[y].min(),
-                        "high": g[y].max(), "n": g[y].count()})
-    return out.reset_index(drop=True)
+    epoch, xs, ys = epoch[ok], xs[ok], ys[ok]
+    epochs, group = np.unique(epoch, return_inverse=True)
+    n = np.bincount(group)
+    finite_x = np.isfinite(xs)
+    x_count = np.bincount(group, weights=finite_x, minlength=len(epochs))
+    x_sum = np.bincount(group, weights=np.where(finite_x, xs, 0.0), minlength=len(epochs))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x_mean = x_sum / x_count
+    low, high = np.full(len(epochs), np.inf), np.full(len(epochs), -np.inf)
+    np.minimum.at(low, group, ys)
+    np.maximum.at(high, group, ys)
+    return pd.DataFrame({"x": x_mean, "mean": np.bincount(group, weights=ys) / n, "low": low, "high": high, "n": n})
 
 
 def _loss_limits(frames) -> tuple[float, float] | None:
@@ -71,35 +83,55 @@ def _legend(fig, colors: dict, extra=()) -> None:
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=c, lw=2, label=m) for m, c in colors.items()] + list(extra)
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), frameon=False)
 
 
 def _log(axis) -> None:
     """Log scale with plain labels at 1, 2, 5 x 10^k, or only 10^k over wide ranges (readable, cheap)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
     lo, hi = sorted(axis.get_view_interval())
     wide = lo > 0 and np.log10(hi / lo) > 2.2
     axis.set_major_locator(LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0), numticks=8))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    axis.set_minor_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=8))
-    axis.set_minor_formatter(NullFormatter())
+    axis.set_minor_locator(NullLocator())   # minor log ticks cost more to place than they help to read
+
+
+# fixed margins in inches (left, right, top, bottom incl. the legend row, gaps): a layout engine
+# measures every tick label of every panel and was half the report's time
+MARGINS = {"left": 0.75, "right": 0.2, "top": 0.55, "bottom": 0.95, "wspace": 0.75, "hspace": 0.75}
 
 
 def _figure(plt, nrows: int, ncols: int, width: float, height: float):
-    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows + 0.8), squeeze=False,
-                        layout="constrained")
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows + 0.8), squeeze=False)
+    _margins(fig, nrows, ncols)
+    return fig, axes
 
 
-def _save(fig, path: Path) -> Path:
+def _margins(fig, nrows: int, ncols: int, **inches) -> None:
+    """Place the panels with fixed margins (inches), the same for every figure size."""
+    m = {**MARGINS, **inches}
+    w, h = fig.get_size_inches()
+    panel_w = (w - m["left"] - m["right"] - m["wspace"] * (ncols - 1)) / ncols
+    panel_h = (h - m["top"] - m["bottom"] - m["hspace"] * (nrows - 1)) / nrows
+    fig.subplots_adjust(left=m["left"] / w, right=1 - m["right"] / w, top=1 - m["top"] / h,
+                        bottom=m["bottom"] / h, wspace=m["wspace"] / max(panel_w, 0.1),
+                        hspace=m["hspace"] / max(panel_h, 0.1))
+
+
+def _save(fig, path: Path, formats=()) -> Path:
+    """Write ``path`` and the same figure as each extra format (``svg``, ``pdf``) beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
+    for fmt in formats:
+        if fmt != path.suffix.lstrip("."):
+            fig.savefig(path.with_suffix(f".{fmt}"), dpi=DPI)
     _pyplot().close(fig)
     return path
 
 
 def convergence(rows: pd.DataFrame, sections: list, colors: dict, metric: str, path: Path,
-                title: str, transform=None, ylabel: str | None = None) -> Path | None:
+                title: str, transform=None, ylabel: str | None = None, formats=()) -> Path | None:
     """Grid: one row per section (loss), one column per x-axis; optimizers overlaid.
 
     ``metric`` is a column (``train_loss``, ``test_loss``); ``transform(frame)``
@@ -143,10 +175,11 @@ def convergence(rows: pd.DataFrame, sections: list, colors: dict, metric: str, p
             ax.set_title(section)
     fig.suptitle(title, fontsize=11)
     _legend(fig, {m: c for m, c in colors.items() if (rows["method"] == m).any()})
-    return _save(fig, path)
+    return _save(fig, path, formats)
 
 
-def suboptimality(rows: pd.DataFrame, sections: list, colors: dict, path: Path, title: str) -> Path | None:
+def suboptimality(rows: pd.DataFrame, sections: list, colors: dict, path: Path, title: str,
+                  formats=()) -> Path | None:
     """Train loss minus the convex optimum (scikit-learn LogisticRegression), log scale."""
     conv = rows[np.isfinite(rows["reference_train_loss"])]
     if conv.empty:
@@ -159,11 +192,11 @@ def suboptimality(rows: pd.DataFrame, sections: list, colors: dict, path: Path, 
         return frame
 
     return convergence(conv, sections, colors, "suboptimality", path, title, transform=gap,
-                       ylabel="train loss − optimum")
+                       ylabel="train loss − optimum", formats=formats)
 
 
 def lr_sensitivity(tune_runs: pd.DataFrame, chosen: pd.DataFrame, sections: list, colors: dict,
-                   path: Path, title: str) -> Path | None:
+                   path: Path, title: str, formats=()) -> Path | None:
     """Final validation loss against learning rate per optimizer (tune phase), one panel per section.
 
     Crosses at the top mark learning rates where a run diverged; a ring marks
@@ -213,10 +246,10 @@ def lr_sensitivity(tune_runs: pd.DataFrame, chosen: pd.DataFrame, sections: list
              Line2D([], [], ls="", marker="o", mfc="none", mec="k", ms=9, label="chosen")]
     fig.suptitle(title, fontsize=11)
     _legend(fig, {m: c for m, c in colors.items() if (tune_runs["method"] == m).any()}, extra)
-    return _save(fig, path)
+    return _save(fig, path, formats)
 
 
-def minority_recall(final_runs: pd.DataFrame, colors: dict, path: Path, title: str) -> Path | None:
+def minority_recall(final_runs: pd.DataFrame, colors: dict, path: Path, title: str, formats=()) -> Path | None:
     """Grouped bars: test minority recall per optimizer and loss (mean, with each seed as a dot)."""
     plt = _pyplot()
     ok = final_runs[final_runs["status"].isin(("done", "stopped"))]
@@ -224,7 +257,8 @@ def minority_recall(final_runs: pd.DataFrame, colors: dict, path: Path, title: s
         return None
     losses = sorted(ok["section"].unique())
     methods = sorted(ok["method"].unique())
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(methods) * len(losses) + 2.5), 3.4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(methods) * len(losses) + 2.5), 3.4))
+    _margins(fig, 1, 1, right=1.9, top=0.35, bottom=0.7)
     width = 0.8 / len(losses)
     hatches = ["", "//", "..", "xx", "\\\\"]
     for k, section in enumerate(losses):
@@ -246,10 +280,11 @@ def minority_recall(final_runs: pd.DataFrame, colors: dict, path: Path, title: s
                              label=s.split(" / ", 1)[-1]) for k, s in enumerate(losses)],
               loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     ax.set_title(title)
-    return _save(fig, path)
+    return _save(fig, path, formats)
 
 
-def confusion(final_runs: pd.DataFrame, class_names: list | None, path: Path, title: str) -> Path | None:
+def confusion(final_runs: pd.DataFrame, class_names: list | None, path: Path, title: str,
+              formats=()) -> Path | None:
     """Test confusion matrices summed over seeds: one row per loss, one column per optimizer.
 
     Colour is the row-normalised share (recall per true class); the counts are written in.
@@ -261,7 +296,8 @@ def confusion(final_runs: pd.DataFrame, class_names: list | None, path: Path, ti
     sections = sorted(ok["section"].unique())
     methods = sorted(ok["method"].unique())
     fig, axes = plt.subplots(len(sections), len(methods), figsize=(2.3 * len(methods) + 0.6, 2.3 * len(sections) + 0.6),
-                             squeeze=False, layout="constrained")
+                             squeeze=False)
+    _margins(fig, len(sections), len(methods), left=0.75, right=0.1, top=0.6, bottom=0.4, wspace=0.25, hspace=0.4)
     for i, section in enumerate(sections):
         for j, method in enumerate(methods):
             ax = axes[i, j]
@@ -294,22 +330,21 @@ def confusion(final_runs: pd.DataFrame, class_names: list | None, path: Path, ti
             if i == len(sections) - 1:
                 ax.set_xlabel("predicted", fontsize=8)
     fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return _save(fig, path, formats)
 
 
-def performance_profiles(profiles: dict, colors: dict, path: Path) -> Path | None:
+def performance_profiles(profiles: dict, colors: dict, path: Path, formats=()) -> Path | None:
     """One panel per work measure: the share of sections within tau of the best, per optimizer."""
-    from harness.report.profile import profile_curve
+    from harness.report.profile import profile_curve, tau_max as profile_tau_max
 
     plt = _pyplot()
     profiles = {k: v for k, v in profiles.items() if not v.empty}
     if not profiles:
         return None
-    fig, axes = plt.subplots(1, len(profiles), figsize=(5.2 * len(profiles), 3.6), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(1, len(profiles), figsize=(5.2 * len(profiles), 3.6), squeeze=False)
+    _margins(fig, 1, len(profiles), top=0.35, bottom=0.95)
     for ax, (label, ratio) in zip(axes.flat, profiles.items()):
-        finite = ratio.to_numpy()[np.isfinite(ratio.to_numpy())]
-        tau_max = max(2.0, float(finite.max()) * 1.5 if finite.size else 2.0)
+        tau_max = profile_tau_max(ratio)
         for k, method in enumerate(ratio.columns):
             taus, rho = profile_curve(ratio[method].to_numpy(), tau_max)
             # a small vertical offset per method keeps coinciding curves visible
@@ -325,5 +360,59 @@ def performance_profiles(profiles: dict, colors: dict, path: Path) -> Path | Non
         ax.set_ylabel("share of dataset/loss sections")
         ax.set_title(f"Performance profile: {label} to target ({len(ratio)} sections)")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 5), frameon=False)
-    return _save(fig, path)
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), frameon=False)
+    return _save(fig, path, formats)
+
+
+# --------------------------------------------------------------------------- rendering in parallel
+PROCESSES = 2
+FUNCTIONS = {f.__name__: f for f in (convergence, suboptimality, lr_sensitivity, minority_recall, confusion,
+                                     performance_profiles)}
+
+
+def _run(job: tuple) -> Path | None:
+    name, kwargs = job
+    return FUNCTIONS[name](**kwargs)
+
+
+class FigurePool:
+    """Draws figures in worker processes while the caller goes on with tables, claims and the page.
+
+    Figures are independent and matplotlib holds the GIL while drawing, so
+    threads would not help; ``processes`` workers (forked: they inherit the
+    imported matplotlib and pandas) start on the first ``submit``. With one
+    process the figures are drawn in ``results`` instead.
+    """
+
+    def __init__(self, processes: int = PROCESSES):
+        self.processes, self.jobs, self.futures, self.pool = processes, {}, {}, None
+
+    def submit(self, key: str, function: str, kwargs: dict) -> None:
+        self.jobs[key] = (function, kwargs)
+        if self.processes > 1:
+            if self.pool is None:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                methods = multiprocessing.get_all_start_methods()
+                context = multiprocessing.get_context("fork" if "fork" in methods else None)
+                _pyplot()   # import pyplot once here so that forked workers inherit it
+                self.pool = ProcessPoolExecutor(max_workers=self.processes, mp_context=context)
+            self.futures[key] = self.pool.submit(_run, self.jobs[key])
+
+    def results(self) -> dict:
+        """``{key: path or None}`` for every submitted figure, once all are drawn."""
+        try:
+            return {key: self.futures[key].result() if key in self.futures else _run(job)
+                    for key, job in self.jobs.items()}
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+    def __del__(self):   # an exception between submit and results: do not leave workers behind
+        if getattr(self, "pool", None) is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)

@@ -71,3 +71,9 @@ def profile_curve(ratio_column: np.ndarray, tau_max: float) -> tuple[np.ndarray,
     taus = np.concatenate([[1.0], r, [tau_max]])
     rho = np.concatenate([[np.mean(ratio_column <= 1.0)], np.arange(1, len(r) + 1) / n, [len(r) / n]])
     return taus, rho
+
+
+def tau_max(ratio: pd.DataFrame) -> float:
+    """Where a drawn profile ends: 1.5 x the largest finite ratio (at least 2), so every step shows."""
+    finite = ratio.to_numpy()[np.isfinite(ratio.to_numpy())]
+    return max(2.0, float(finite.max()) * 1.5 if finite.size else 2.0)

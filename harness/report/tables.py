@@ -210,3 +210,8 @@ def rank_matrix(final_runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     usable["value"] = np.where(usable["status"] == "diverged", np.inf, values)
     matrix = usable.groupby(["section", "method"])["value"].median().unstack("method")
     return matrix.dropna(axis=0, how="any")
+
+
+def to_latex(frame: pd.DataFrame) -> str:
+    """A booktabs LaTeX table (\\toprule, \\midrule, \\bottomrule); text is escaped, numbers have 4 digits."""
+    return frame.to_latex(index=False, escape=True, float_format=lambda v: fmt(v), na_rep="--")

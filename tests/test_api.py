@@ -28,6 +28,7 @@ def tiny_sweep(tmp_path_factory):
     return harness.run_sweep({**TINY, "name": "tiny", "out": str(out)}, report=False)
 
 
+@pytest.mark.slow
 def test_import_harness_stays_light():
     code = ("import sys, harness; harness.hookimpl; "
             "print('pandas' in sys.modules, 'harness.api' in sys.modules, callable(harness.load))")
@@ -72,6 +73,7 @@ def test_run_errors_are_the_command_lines():
         harness.run("iris", "ce", "sdg")
 
 
+@pytest.mark.slow
 def test_run_sweep_from_a_dict(tiny_sweep):
     sweep = tiny_sweep
     assert isinstance(sweep, harness.Sweep) and sweep.name == "tiny"
@@ -95,6 +97,7 @@ def test_run_sweep_from_a_dict(tiny_sweep):
     assert not (sweep.path / "index.html").exists()   # report=False
 
 
+@pytest.mark.slow
 def test_run_sweep_from_a_path_with_overrides(tiny_sweep, tmp_path):
     path = tiny_sweep.path / "config.toml"
     sweep = harness.run_sweep(path, name="again", out=tmp_path, optimizers=["sgd"], epochs=1,

@@ -77,6 +77,7 @@ def test_out_or_name_with_non_utf8_bytes(tmp_path, capsys, option):
     assert sorted(os.listdir(tmp_path)) == []
 
 
+@pytest.mark.slow
 def test_non_utf8_name_as_a_real_command_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "harness", "sweep", "--dry-run", "--out", str(tmp_path),
                            "--name", b"caf\xe9"], capture_output=True, timeout=120)

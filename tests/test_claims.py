@@ -55,6 +55,7 @@ def test_gridding_epochs_never_pairs_across_budgets():
 @pytest.mark.parametrize("column,value", [("schedule", "step"), ("tol", 1e-4), ("patience", 3),
                                           ("time_budget", 60.0), ("lecture_stop", True), ("dtype", "float32"),
                                           ("hidden", "[32]"), ("seed", 100)])
+@pytest.mark.slow
 def test_runs_differing_in_any_other_setting_do_not_pair(column, value):
     results = synthetic_results(**SMALL)
     results.loc[results["optimizer"] == "bgd", column] = value
@@ -183,6 +184,7 @@ def test_a_section_contradicting_the_rest_blocks_a_pooled_holds():
     assert got.sections["a / ce"][0] == stats.HOLDS and got.sections["c / ce"][0] == stats.FAILS
 
 
+@pytest.mark.slow
 def test_holm_runs_across_the_claims_given():
     results = synthetic_results(**{**SMALL, "seeds": tuple(range(6))})
     one = _evaluate(results, _claim())["test-claim"].headline
@@ -214,6 +216,7 @@ def test_builtin_claims_register_through_the_hook():
     assert all(isinstance(c, ClaimSpec) for c in seen)
 
 
+@pytest.mark.slow
 def test_the_page_shows_only_the_claims_it_is_given(tmp_path):
     custom = _claim(name="momentum-early", description="Custom <b>claim</b> from a plugin",
                     lecture="A third party's <i>statement</i>", budgets=(Budget("epoch", value=1),
@@ -232,6 +235,7 @@ def test_the_page_shows_only_the_claims_it_is_given(tmp_path):
     assert "50% of the samples seen" in text and "Holm" in text and "bootstrap" in text
 
 
+@pytest.mark.slow
 def test_builtin_claims_on_curves_built_to_make_them_true_or_false():
     data = dict(SMALL, losses=("ce", "wce"))
     got = _evaluate(synthetic_results(**data), *CLAIMS)

@@ -15,11 +15,13 @@ def run_cli(*args, env=None):
                           env=merged, timeout=300)
 
 
+@pytest.mark.slow
 def test_version():
     out = run_cli("--version")
     assert out.returncode == 0 and out.stdout.strip() == f"harness {__version__}"
 
 
+@pytest.mark.slow
 def test_help_explains_every_command():
     out = run_cli("--help")
     assert out.returncode == 0
@@ -32,6 +34,7 @@ def test_help_explains_every_command():
     (("list", "optimiser"), "did you mean 'optimizers'?"),
     (("plugins", "--jsn"), "unrecognized arguments: --jsn"),
 ])
+@pytest.mark.slow
 def test_bad_usage_is_one_line_exit_2(args, expected):
     out = run_cli(*args)
     assert out.returncode == 2
@@ -39,6 +42,7 @@ def test_bad_usage_is_one_line_exit_2(args, expected):
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_plugins_json_shows_the_builtins():
     out = run_cli("plugins", "--json")
     assert out.returncode == 0
@@ -51,6 +55,7 @@ def test_plugins_json_shows_the_builtins():
     assert len(builtins["claims"]["registered"]["claims"]) == 6   # the lecture's claims, as plugins
 
 
+@pytest.mark.slow
 def test_list_optimizers_json_has_hyperparameters_and_defaults():
     out = run_cli("list", "optimizers", "--json")
     assert out.returncode == 0
@@ -61,6 +66,7 @@ def test_list_optimizers_json_has_hyperparameters_and_defaults():
     assert all(e["description"] for e in entries.values())
 
 
+@pytest.mark.slow
 def test_list_datasets_shows_size_and_balance():
     out = run_cli("list", "datasets", "--json")
     assert out.returncode == 0
@@ -70,6 +76,7 @@ def test_list_datasets_shows_size_and_balance():
     assert sum(digits["class_counts"].values()) == 1797
 
 
+@pytest.mark.slow
 def test_broken_third_party_plugin_is_listed_and_the_rest_still_work(fake_dist):
     root = fake_dist("harness-broken", "harness_broken_plugin", "import no_such_module_xyz",
                      ep_name="broken", version="0.3")

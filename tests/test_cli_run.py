@@ -72,6 +72,7 @@ def test_divergence_is_a_status_with_its_own_exit_code(capsys):
     assert code == 0 and "status: done (" in out
 
 
+@pytest.mark.slow
 def test_as_a_subprocess_no_traceback():
     proc = subprocess.run([sys.executable, "-m", "harness", *BASE, "--optimizer", "sdg"],
                           capture_output=True, text=True, timeout=120)

@@ -1,4 +1,5 @@
 """Every built-in plugin passes the same conformance kit third-party authors run."""
+import pytest
 from harness.plugin.loader import load_registry
 from harness.testing import parametrize_with_checks
 
@@ -7,6 +8,7 @@ _BUILTINS = load_registry(autoload=False, strict=True)
 
 @parametrize_with_checks([*_BUILTINS.optimizers.values(), *_BUILTINS.losses.values(),
                           *(s for n, s in _BUILTINS.datasets.items() if n != "face-vs-background-lfw")])
+@pytest.mark.slow
 def test_builtin_conformance(spec, check):
     check(spec)
 

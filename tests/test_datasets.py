@@ -40,6 +40,7 @@ def test_every_builtin_is_registered():
     assert set(EXPECTED) | {"face-vs-background-lfw"} == set(REGISTRY.datasets)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_builtin_shapes_dtypes_and_labels(name):
     data = REGISTRY.dataset(name).load()

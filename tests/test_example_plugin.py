@@ -21,6 +21,7 @@ from harness.plugin.loader import load_registry  # noqa: E402
 from harness.testing import check_plugin  # noqa: E402
 
 
+@pytest.mark.slow
 def test_shows_up_as_a_third_party_plugin():
     out = subprocess.run([sys.executable, "-m", "harness", "plugins", "--json"],
                          capture_output=True, text=True, check=True)

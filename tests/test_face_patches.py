@@ -94,6 +94,7 @@ def test_cache_is_reused(data_home, monkeypatch):
     assert again.fingerprint == first.fingerprint and np.array_equal(again.X, first.X)
 
 
+@pytest.mark.slow
 def test_cache_is_rebuilt_when_the_recipe_changes(tmp_path, monkeypatch, no_network):
     monkeypatch.setenv("HARNESS_DATA_HOME", str(tmp_path))
     builds = []

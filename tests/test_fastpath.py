@@ -63,6 +63,7 @@ def _both_paths(monkeypatch, classes=4, **kw):
 @pytest.mark.parametrize("optimizer,loss,activation,hidden,dtype,schedule", list(itertools.product(
     ["point", "sgd", "minibatch", "bgd"], ["ce", "bce", "bce-ovr", "wce"], ["relu", "tanh", "sigmoid"],
     [(), (8, 4)], ["float64", "float32"], ["constant", "inverse"])))
+@pytest.mark.slow
 def test_fast_path_equals_reference_path(monkeypatch, optimizer, loss, activation, hidden, dtype, schedule):
     classes = 2 if loss == "bce" else 4  # bce: one sigmoid unit on 2 classes; bce-ovr: one per class
     kw = dict(loss=loss.replace("-ovr", ""), optimizer=optimizer, activation=activation, hidden=hidden, dtype=dtype,
@@ -90,6 +91,7 @@ def test_a_diverging_run_diverges_at_the_same_update(monkeypatch, optimizer, dty
     assert fast.updates.tolist() == ref.updates.tolist()
 
 
+@pytest.mark.slow
 def test_epochs_agree_on_a_larger_problem_update_by_update():
     """Digits, 128 hidden units, three epochs of each batching: parameters agree to 1e-10."""
     X, y = _X, _d.target.astype(np.int64)

@@ -15,6 +15,7 @@ def test_stored_without_outputs():
     assert code and all(c.outputs == [] and c.execution_count is None for c in code)
 
 
+@pytest.mark.slow
 def test_quickstart_runs(tmp_path):
     nbclient = pytest.importorskip("nbclient", reason="notebook test needs nbclient and ipykernel")
     pytest.importorskip("ipykernel", reason="notebook test needs ipykernel")

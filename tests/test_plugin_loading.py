@@ -38,6 +38,7 @@ def _failure(reg, name):
     ("import sys; sys.exit(5)", "SystemExit: 5"),
     ("raise KeyboardInterrupt", "KeyboardInterrupt"),
 ])
+@pytest.mark.slow
 def test_exit_or_interrupt_at_import_is_a_failed_plugin_not_the_end(fake_dist, statement, error):
     fake_dist("harness-good", "harness_good_plugin", GOOD)
     fake_dist("harness-quitter", "harness_quitter_plugin", statement)
@@ -84,6 +85,7 @@ def register_losses(register):
         load_registry(strict=True, autoload=True)
 
 
+@pytest.mark.slow
 def test_plugins_exits_1_when_a_plugin_failed_and_lists_it(fake_dist, capsys):
     fake_dist("harness-broken", "harness_broken_plugin", "raise RuntimeError('boom at import')", ep_name="broken")
     assert main(["plugins"]) == 1
@@ -95,6 +97,7 @@ def test_plugins_exits_1_when_a_plugin_failed_and_lists_it(fake_dist, capsys):
     assert [f["name"] for f in doc["failures"]] == ["broken"] and "traceback" not in doc["failures"][0]
 
 
+@pytest.mark.slow
 def test_traceback_flag_and_harness_debug_show_the_full_traceback(fake_dist, capsys, monkeypatch):
     fake_dist("harness-broken", "harness_broken_plugin", """
         def helper():
@@ -110,6 +113,7 @@ def test_traceback_flag_and_harness_debug_show_the_full_traceback(fake_dist, cap
     assert "in helper" in failure["traceback"]
 
 
+@pytest.mark.slow
 def test_debug_traceback_in_strict_mode_goes_to_stderr(fake_dist, capsys, monkeypatch):
     fake_dist("harness-broken", "harness_broken_plugin", "raise RuntimeError('boom at import')", ep_name="broken")
     monkeypatch.setenv("HARNESS_DEBUG", "1")

@@ -48,6 +48,7 @@ BINARY = _split(_Xb, _yb)
 @pytest.mark.parametrize("split", [IRIS, BINARY], ids=["iris", "binary"])
 @pytest.mark.parametrize("loss_name,params", [
     ("ce", {}), ("bce", {}), ("wce", {}), ("wce", {"normalisation": "lecture"})])
+@pytest.mark.slow
 def test_reference_equals_an_independent_minimum_of_our_loss(split, loss_name, params):
     ref = convex_optimum(split, loss_name, params, registry=REG)
     assert ref == pytest.approx(_scipy_minimum(split, loss_name, params), abs=1e-6)

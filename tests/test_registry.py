@@ -29,6 +29,7 @@ def test_a_good_third_party_plugin_registers(fake_dist):
     assert info.registered["optimizers"] == ["good-opt"]
 
 
+@pytest.mark.slow
 def test_plugin_that_raises_on_import_is_reported_and_the_rest_load(fake_dist):
     fake_dist("harness-good", "harness_good_plugin", GOOD.format(name="good-opt"))
     fake_dist("harness-broken", "harness_broken_plugin", "raise RuntimeError('boom at import')",
@@ -40,6 +41,7 @@ def test_plugin_that_raises_on_import_is_reported_and_the_rest_load(fake_dist):
     assert failure.error == "RuntimeError: boom at import"
 
 
+@pytest.mark.slow
 def test_strict_mode_makes_a_broken_plugin_fatal(fake_dist, monkeypatch):
     fake_dist("harness-broken", "harness_broken_plugin", "raise RuntimeError('boom at import')",
               ep_name="broken")

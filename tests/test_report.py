@@ -191,6 +191,7 @@ def test_markdown_table_matches_csv(built):
 
 
 # --------------------------------------------------------------------------- escaping
+@pytest.mark.slow
 def test_names_from_plugins_are_escaped(tmp_path):
     hostile = "<script>alert(1)</script>"
     results = synthetic_results(datasets=("<img src=x onerror=alert(2)>",), losses=("ce",),
@@ -242,6 +243,7 @@ def _store(folder: Path, results: pd.DataFrame) -> None:
         _coerce(cell.copy()).to_parquet(out / f"{cid}.parquet", index=False)
 
 
+@pytest.mark.slow
 def test_report_command_rebuilds_from_stored_results(tmp_path, capsys):
     results = synthetic_results(datasets=("digits",), losses=("ce",), seeds=(0, 1), epochs=3)
     _store(tmp_path, results)
@@ -262,6 +264,7 @@ def test_report_command_one_line_errors(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- real trainer runs
+@pytest.mark.slow
 def test_report_from_real_tiny_trainer_runs(tmp_path):
     trainer = pytest.importorskip("harness.learning.trainer")
     from harness.learning.runconfig import RunConfig

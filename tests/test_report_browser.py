@@ -44,6 +44,7 @@ def _variance(shot: Path) -> float:
         return float(sum(ImageStat.Stat(img.convert("L")).var))
 
 
+@pytest.mark.slow
 def test_problem_detector_sees_console_errors(tmp_path):
     # the check below is only meaningful if this Chromium reports console errors the way we scan for
     page = tmp_path / "bad.html"
@@ -52,6 +53,7 @@ def test_problem_detector_sees_console_errors(tmp_path):
     assert any("boom" in line for line in problems), problems
 
 
+@pytest.mark.slow
 def test_report_renders_without_console_errors_and_is_not_blank(tmp_path):
     results = synthetic_results(datasets=("face-vs-background",), losses=("ce", "wce"), seeds=(0, 1), epochs=4)
     page = build_report(tmp_path / "sweep", results=results, manifest={"sweep": "browser test"},

@@ -37,6 +37,7 @@ def _verdict(effects: np.ndarray, strata: list, memo: dict) -> str:
     return memo[key]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", range(3, 51))
 def test_null_rate_of_definite_verdicts_is_at_most_alpha(n):
     rng = np.random.default_rng(1000 + n)
@@ -45,6 +46,7 @@ def test_null_rate_of_definite_verdicts_is_at_most_alpha(n):
     assert definite / DRAWS <= ALPHA + MARGIN, f"n={n}: {definite}/{DRAWS} definite verdicts"
 
 
+@pytest.mark.slow
 def test_a_page_of_six_null_claims_rarely_shows_any_definite_verdict():
     rng = np.random.default_rng(7)
     any_definite = 0

@@ -103,6 +103,7 @@ def test_lock_refuses_a_second_writer_and_is_released(tmp_path):
     SweepLock(tmp_path).acquire().release()   # free again after release
 
 
+@pytest.mark.slow
 def test_lock_dies_with_its_process(tmp_path):
     code = ("import sys, time; from harness.results.store import SweepLock; lock = SweepLock(sys.argv[1]).acquire(); "
             "print('locked', flush=True); time.sleep(60)")

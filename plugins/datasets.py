@@ -1,6 +1,6 @@
 """Built-in datasets: scikit-learn's bundled sets, synthetic generators and face patches.
 
-Every loader returns raw arrays (``contracts.Dataset``); splitting and
+Every loader returns raw arrays (``harness.plugin.Dataset``); splitting and
 standardising are the engine's job (``harness.learning.split``). scikit-learn and
 scikit-image are imported inside the loaders so that listing plugins stays
 cheap. Synthetic sets use a fixed ``random_state``: the same call always gives

@@ -1,6 +1,6 @@
 """The engine's preprocessing: one honest path from a raw Dataset to a Split.
 
-Every dataset plugin returns raw arrays (``contracts.Dataset``); this module
+Every dataset plugin returns raw arrays (``harness.plugin.Dataset``); this module
 applies the generic options that every dataset accepts (``PREPROCESS_PARAMS``),
 then a seeded stratified train/validation/test split and a standardisation
 fitted on the training part only. The split depends only on the dataset, its
@@ -344,7 +344,7 @@ def load_split(name: str, seed: int = 0, registry=None, **params) -> Split:
     ``params`` mixes the generic options (``PREPROCESS_PARAMS``) and the
     dataset's own hyper-parameters; an unknown name raises UsageError listing
     the valid ones. The same ``seed`` gives the same split for every optimizer
-    and loss. Raises ``contracts.DatasetUnavailable`` when the data is not on
+    and loss. Raises ``harness.plugin.DatasetUnavailable`` when the data is not on
     this machine. ``meta`` holds plain JSON-friendly values only.
     """
     spec, raw, generic, own, seed, idx, (train, val, test) = _plan(name, seed, registry, params)

@@ -1,7 +1,7 @@
 """Run one configuration epoch by epoch and return its records (one row per epoch).
 
 ``train(config)`` looks up the optimizer and loss plugins, refuses combinations
-their ``check`` rejects (``contracts.Refused``), loads the split (or takes the
+their ``check`` rejects (``harness.plugin.Refused``), loads the split (or takes the
 one given), builds the model and trains until a stopping rule fires
 (``harness.learning.stopping``). Epoch 0 is the state before any update.
 
@@ -142,7 +142,7 @@ def train(config: RunConfig, split: Optional[Split] = None, registry=None,
           progress: Optional[Callable[[dict], None]] = None) -> pd.DataFrame:
     """Train one configuration; one row per epoch with ``harness.results.schema.RECORD_COLUMNS``.
 
-    Raises ``contracts.Refused`` for a combination a plugin's check rejects and
+    Raises ``harness.plugin.Refused`` for a combination a plugin's check rejects and
     ``errors.UsageError`` for unknown names or bad values. ``progress`` (if
     given) is called with each epoch's row as soon as it is measured.
     """

@@ -112,16 +112,31 @@ def test_erroring_plugin_cell_is_recorded_and_the_sweep_goes_on(tmp_path, fake_d
     assert code == 0 and set(final.status) == {"skipped"} and final.reason.str.contains("error").all()
 
 
-def test_a_cell_failing_in_a_worker_process_is_recorded(tmp_path):
-    # max_samples=3 leaves one iris sample per class: the loader raises inside the worker
-    code = sweep(tmp_path, "--optimizers", "bgd", "--jobs", "2", "--set", "run.lr=0.1",
-                 "--set", "dataset.iris.max_samples=3,0")
+def test_a_cell_failing_in_a_worker_process_is_recorded(tmp_path, fake_dist):
+    # the workers are forked from this process, so they see the plugin registered here
+    fake_dist("harness-picky", "harness_picky_opt", """
+        import harness
+        from harness.plugin.specs import OptimizerSpec
+
+        def make(**params):
+            import os
+            if os.getpid() == PARENT:
+                raise AssertionError("the cell ran in the main process")
+            raise ValueError("picky: refuses to run in a worker")
+
+        PARENT = __import__("os").getpid()
+
+        @harness.hookimpl
+        def register_optimizers(register):
+            register(OptimizerSpec(name="picky", description="fails in workers", factory=make))
+    """)
+    code = sweep(tmp_path, "--optimizers", "picky,bgd", "--jobs", "2", "--set", "run.lr=0.1")
     assert code == 0
     last = last_rows(read_results(tmp_path / "t"))
-    params = last.dataset_params.map(lambda s: json.loads(s)["max_samples"])
-    assert set(last[params == 3].status) == {"error"}
-    assert last[params == 3].reason.str.contains("at least 3 per class").all()
-    assert set(last[params == 0].status) == {"done"}
+    picky, bgd = last[last.optimizer == "picky"], last[last.optimizer == "bgd"]
+    assert set(picky.status) == {"error"} and len(picky) == 2
+    assert (picky.reason == "ValueError: picky: refuses to run in a worker").all()
+    assert set(bgd.status) == {"done"}
 
 
 def test_a_second_sweep_on_the_same_folder_is_refused(tmp_path, capsys):

@@ -10,10 +10,10 @@ SPLITS = ("train", "val", "test")
 METRICS = ("loss", "accuracy", "balanced_accuracy", "macro_f1", "minority_recall")
 
 # status of a run/cell, repeated on each of its rows
-STATUSES = ("done", "stopped", "diverged", "error", "skipped")
+STATUSES = ("done", "stopped", "diverged", "error", "timeout", "skipped")
 # done: reached max epochs; stopped: a stopping rule fired (reason says which);
-# diverged: non-finite or exploding loss; error: raised (reason = last line);
-# skipped: not run because the combination was refused (reason says why).
+# diverged: non-finite or exploding loss; error: raised (reason = last line) or its worker died (signal/exit code);
+# timeout: still running after the sweep's per-cell timeout; skipped: not run because the combination was refused.
 
 WORK_COLUMNS = ("epoch", "updates", "samples_seen", "train_seconds", "learning_rate")
 METRIC_COLUMNS = tuple(f"{s}_{m}" for s in SPLITS for m in METRICS)

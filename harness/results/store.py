@@ -3,6 +3,7 @@
 Layout under a sweep directory ``reports/<name>/``::
 
     results/<cell_id>.parquet   one file per finished cell (long format: one row per epoch)
+    set-aside/                  damaged or foreign result files, moved out of the way (never deleted)
     manifest.json               see harness.results.manifest
     .lock                       fcntl lock held by the sweep writing here
     results.csv                 only with --csv
@@ -12,6 +13,12 @@ A cell file appears complete or not at all (written to a temporary name, then
 flight, and a rerun skips every cell whose file exists. The lock is an OS-level
 ``flock``: the kernel releases it when the process dies, so a crashed sweep
 never leaves a stale lock behind.
+
+Before a sweep trusts a stored file it checks it (:func:`verify_stored`): the
+file must read as Parquet, have exactly the result columns and hold only its
+own cell id. Anything else (a truncated write, another cell's file copied under
+this name, another program's Parquet) is moved to ``set-aside/`` with a warning
+and the cell runs again.
 """
 from __future__ import annotations
 
@@ -23,13 +30,15 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from harness.learning.runconfig import RunConfig
 from harness.errors import HarnessError
 from harness.results.schema import CELL_COLUMNS, RECORD_COLUMNS
 
 __all__ = ["COLUMNS", "SweepLock", "cell_frame", "status_frame", "write_cell", "read_cell",
-           "done_cells", "read_results", "export_csv", "results_dir"]
+           "done_cells", "read_results", "export_csv", "results_dir", "safe_text", "check_cell_file",
+           "verify_stored", "set_aside", "MAX_TEXT"]
 
 COLUMNS = CELL_COLUMNS + RECORD_COLUMNS
 INT_COLUMNS = ("seed", "step_every", "epochs", "patience", "epoch", "updates", "samples_seen")
@@ -38,6 +47,17 @@ STR_COLUMNS = ("sweep", "cell_id", "phase", "dataset", "loss", "optimizer", "sch
                "dtype", "hidden", "optimizer_params", "loss_params", "dataset_params",
                "test_confusion", "status", "reason")
 FLOAT_COLUMNS = tuple(c for c in COLUMNS if c not in INT_COLUMNS + BOOL_COLUMNS + STR_COLUMNS)
+MAX_TEXT = 2000   # characters kept of a free-text field (an exception message can be megabytes)
+
+
+def safe_text(value, limit: int | None = MAX_TEXT) -> str:
+    """``value`` as text Parquet can store: lone surrogates (undecodable bytes in a file name)
+    become ``\\udcXX`` escapes, and text past ``limit`` characters is cut with a marker."""
+    text = value if isinstance(value, str) else str(value)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + f"... [{len(text) - limit} more characters]"
+    return text
 
 
 def results_dir(sweep_dir) -> Path:
@@ -74,7 +94,8 @@ def _coerce(frame: pd.DataFrame) -> pd.DataFrame:
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
     for col in STR_COLUMNS:
         frame[col] = frame[col].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v))
-                                    else str(v)).astype(object)
+                                    else safe_text(v, limit=None if col == "test_confusion" else MAX_TEXT)
+                                    ).astype(object)
     return frame.reset_index(drop=True)
 
 
@@ -95,7 +116,7 @@ def status_frame(config: RunConfig, status: str, reason: str, *, sweep: str, cel
     """One row (epoch 0, no metrics) for a cell that did not train: skipped or error."""
     row = {col: math.nan for col in RECORD_COLUMNS}
     row.update(epoch=0, updates=0, samples_seen=0, train_seconds=0.0, learning_rate=config.lr,
-               test_confusion="", status=status, reason=reason)
+               test_confusion="", status=status, reason=safe_text(reason))   # before pandas sees it
     return cell_frame(pd.DataFrame([row]), config, sweep=sweep, cell_id=cell_id, phase=phase,
                       reference=reference)
 
@@ -106,18 +127,23 @@ def write_cell(sweep_dir, frame: pd.DataFrame) -> Path:
     if len(ids) != 1:
         raise ValueError(f"write_cell expects one cell, got {len(ids)}")
     folder = results_dir(sweep_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{ids[0]}.parquet"
     tmp = folder / f".{ids[0]}.{os.getpid()}.tmp"
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:
             _coerce(frame.copy()).to_parquet(fh, index=False)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise HarnessError(f"could not store cell {ids[0]} in {folder}: {exc.strerror or exc}; "
+                           "the cells stored before it are kept") from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
     return path
 
 
@@ -126,6 +152,58 @@ def read_cell(sweep_dir, cell_id: str) -> pd.DataFrame | None:
     if not path.exists():
         return None
     return _coerce(pd.read_parquet(path))
+
+
+def check_cell_file(path: Path) -> str | None:
+    """Why the result file at ``path`` cannot be this cell's result, or None if it can."""
+    try:
+        table = pq.read_table(path, columns=["cell_id"]) if _has_columns(path) else None
+    except Exception as exc:   # pyarrow raises ArrowInvalid, OSError, ... for a damaged file
+        return f"unreadable ({_one_line(exc)})"
+    if table is None:
+        return "not a result file (wrong columns)"
+    ids = set(table.column("cell_id").to_pylist())
+    if ids != {path.stem}:
+        found = ", ".join(sorted(map(str, ids)))[:80] or "no rows"
+        return f"holds another cell ({found})"
+    return None
+
+
+def _has_columns(path: Path) -> bool:
+    return set(pq.read_schema(path).names) == set(COLUMNS)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def set_aside(sweep_dir, path: Path) -> Path:
+    """Move ``path`` to ``<sweep_dir>/set-aside/`` under a name that is free; return the new path."""
+    folder = Path(sweep_dir) / "set-aside"
+    folder.mkdir(exist_ok=True)
+    n = 1
+    while (folder / f"{path.stem}.{n}{path.suffix}").exists():
+        n += 1
+    target = folder / f"{path.stem}.{n}{path.suffix}"
+    os.replace(path, target)
+    return target
+
+
+def verify_stored(sweep_dir, cell_ids, warn) -> set:
+    """The ids among ``cell_ids`` whose stored file is sound; damaged ones are set aside with a
+    one-line ``warn`` each, so their cells run again."""
+    folder = results_dir(sweep_dir)
+    good = set()
+    for cell_id in sorted(set(cell_ids) & done_cells(sweep_dir)):
+        path = folder / f"{cell_id}.parquet"
+        problem = check_cell_file(path)
+        if problem is None:
+            good.add(cell_id)
+            continue
+        target = set_aside(sweep_dir, path)
+        warn(f"warning: {path} is {problem}; moved to {target}, the cell runs again")
+    return good
 
 
 def done_cells(sweep_dir) -> set:
@@ -159,13 +237,20 @@ def read_results(sweep_dir, *, all_cells: bool = False) -> pd.DataFrame:
         paths = [p for p in paths if p.stem in planned]
     if not paths:
         return _coerce(pd.DataFrame(columns=list(COLUMNS)))
-    frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    frame = pd.concat([_read_checked(p) for p in paths], ignore_index=True)
     frame = _coerce(frame)
     order = ["phase", "dataset", "loss", "optimizer", "optimizer_params", "loss_params", "dataset_params",
              "hidden", "lr", "seed", "cell_id", "epoch"]
     frame["_phase"] = frame["phase"].map({"tune": 0, "final": 1}).fillna(2)
     frame = frame.sort_values(["_phase"] + order[1:], kind="mergesort").drop(columns="_phase")
     return frame.reset_index(drop=True)
+
+
+def _read_checked(path: Path) -> pd.DataFrame:
+    problem = check_cell_file(path)
+    if problem is not None:
+        raise HarnessError(f"{path} is {problem}; rerun the sweep command to set it aside and redo the cell")
+    return pd.read_parquet(path)
 
 
 def export_csv(sweep_dir, frame: pd.DataFrame | None = None) -> Path:

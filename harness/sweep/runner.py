@@ -7,6 +7,13 @@ any time and rerun to resume (cells whose file exists are not rerun).
 A final cell whose configuration is identical to a tuning run (the chosen lr on
 a tuning seed) reuses that run's records instead of training it again: same
 config, same seed, same bits.
+
+A sweep folder holds one sweep: a run whose configuration differs from the one
+the folder's manifest records is refused (``--name`` gives it its own folder,
+``--force`` replaces the old one). Faults stay inside their cell: a cell whose
+worker dies is stored as ``error`` with the signal or exit code, one that runs
+past ``timeout`` seconds as ``timeout``; the next resume retries a crashed cell
+once (the manifest's ``crashed`` map counts the crashes), then keeps its record.
 """
 from __future__ import annotations
 
@@ -22,14 +29,19 @@ from typing import Callable
 from harness.sweep.config import SweepConfig
 from harness.plugin.specs import DatasetUnavailable, Refused
 from harness.learning.runconfig import RunConfig
-from harness.errors import HarnessError
+from harness.errors import HarnessError, UsageError
 from harness.sweep.executor import connect, progress_bar, run_tasks
-from harness.results.manifest import command_line, environment, now, write_manifest
+from harness.results.manifest import command_line, environment, now, read_manifest, write_manifest
 from harness.sweep.plan import Cell, Plan, build_plan, final_cells, format_plan, select_lr
-from harness.results.store import (SweepLock, cell_frame, clean_temporaries, done_cells, export_csv, read_cell,
-                           read_results, status_frame, write_cell)
+from harness.results.store import (SweepLock, cell_frame, clean_temporaries, export_csv, read_cell,
+                                   read_results, status_frame, verify_stored, write_cell)
 
-__all__ = ["CellTask", "ReferenceTask", "run_cell", "run_reference", "run_sweep", "SweepOutcome"]
+__all__ = ["CellTask", "ReferenceTask", "run_cell", "run_reference", "run_sweep", "SweepOutcome",
+           "DEFAULT_TIMEOUT", "MAX_CRASHES", "sweep_identity"]
+
+DEFAULT_TIMEOUT = 1800   # seconds per cell when the config sets none (0 = no limit)
+MAX_CRASHES = 2          # a cell whose worker died is run at most this many times over resumes
+EXECUTION_KEYS = ("name", "out", "source", "jobs", "backend", "scheduler", "timeout")
 
 
 # --------------------------------------------------------------------------- worker side
@@ -100,6 +112,20 @@ def run_reference(task: ReferenceTask, registry=None) -> tuple:
         return math.nan, _last_line(exc)
 
 
+def _cell_fault(task: CellTask, status: str, reason: str):
+    """The record of a cell the worker could not finish: it died (``error``) or hung (``timeout``)."""
+    return status_frame(task.config, status, reason, sweep=task.sweep, cell_id=task.cell_id, phase=task.phase,
+                        reference=task.reference)
+
+
+def _reference_fault(task: ReferenceTask, status: str, reason: str) -> tuple:
+    return math.nan, f"{status}: {reason}"
+
+
+def _on_fault(task, status: str, reason: str):
+    return _cell_fault(task, status, reason) if isinstance(task, CellTask) else _reference_fault(task, status, reason)
+
+
 def _reference_task(config: RunConfig) -> ReferenceTask:
     return ReferenceTask(config.dataset, config.seed, config.dataset_params, config.loss, config.loss_params)
 
@@ -117,7 +143,8 @@ class _Runner:
     """Runs batches of cells on the configured backend and stores each one as it lands."""
 
     def __init__(self, config: SweepConfig, registry, sweep_dir: Path, *, force: bool, quiet: bool,
-                 log: Callable[[str], None], client=None):
+                 log: Callable[[str], None], client=None, crashed: dict | None = None,
+                 on_crash: Callable[[], None] = lambda: None, planned=()):
         self.config = config
         self.client = client
         self.registry = registry
@@ -125,13 +152,25 @@ class _Runner:
         self.force = force
         self.quiet = quiet
         self.log = log
+        self.crashed = crashed if crashed is not None else {}   # cell id -> times its worker died
+        self.on_crash = on_crash
+        self.timeout = float(getattr(config, "timeout", DEFAULT_TIMEOUT) or 0)
         self.written: set = set()          # cells written by this process
-        self.stored = set() if force else done_cells(sweep_dir)
+        self.faulted: set = set()          # cells whose worker died or hung in this process
+        self.stored = set() if force else verify_stored(sweep_dir, planned, log) - self._retry(sweep_dir)
         self.references: dict = {}
-        in_process = config.backend == "loky" and config.jobs <= 1
-        # in this process the (possibly test-injected) registry is used; workers load their own
-        self.cell_fn = functools.partial(run_cell, registry=registry) if in_process else run_cell
-        self.ref_fn = functools.partial(run_reference, registry=registry) if in_process else run_reference
+        local = config.backend == "loky"
+        # local workers are forked and inherit this (possibly test-injected) registry; dask workers load their own
+        self.cell_fn = functools.partial(run_cell, registry=registry) if local else run_cell
+        self.ref_fn = functools.partial(run_reference, registry=registry) if local else run_reference
+
+    def _retry(self, sweep_dir: Path) -> set:
+        """Stored cells whose worker died fewer than MAX_CRASHES times: a resume runs them again."""
+        retry = {cid for cid, n in self.crashed.items() if n < MAX_CRASHES}
+        if retry:
+            self.log(f"retrying {len(retry)} cell(s) whose worker died last time (once more, then the "
+                     "error record is kept)")
+        return retry
 
     def has(self, cell_id: str) -> bool:
         return cell_id in self.written or cell_id in self.stored
@@ -142,12 +181,21 @@ class _Runner:
         try:
             yield from run_tasks(fn, tasks, jobs=c.jobs, backend=c.backend, scheduler=c.scheduler,
                                  key=lambda t: getattr(t, "cell_id", None) or f"ref-{abs(hash(t))}",
-                                 client=self.client)
+                                 client=self.client, timeout=self.timeout, on_fault=self._fault)
         except HarnessError:
             raise
-        except Exception as exc:   # e.g. a worker process killed by the OS
+        except Exception as exc:   # e.g. a dask worker lost twice
             raise HarnessError(f"{desc} phase stopped: the {c.backend} executor failed ({_last_line(exc)}); "
                                f"finished cells are stored, rerun the same command to resume") from None
+
+    def _fault(self, task, status: str, reason: str):
+        """A task its worker could not finish: count a crash (so a resume retries it once) and record it."""
+        if isinstance(task, CellTask):
+            self.faulted.add(task.cell_id)
+        if isinstance(task, CellTask) and status == "error":
+            self.crashed[task.cell_id] = self.crashed.get(task.cell_id, 0) + 1
+            self.on_crash()
+        return _on_fault(task, status, reason)
 
     def record_skips(self, cells: list) -> None:
         for cell in cells:
@@ -196,6 +244,8 @@ class _Runner:
             for task, frame in self._run(self.cell_fn, tasks, desc):
                 write_cell(self.sweep_dir, frame)
                 self.written.add(task.cell_id)
+                if task.cell_id not in self.faulted and self.crashed.pop(task.cell_id, None) is not None:
+                    self.on_crash()    # a retried cell finished: forget its crash
                 status = str(frame["status"].iloc[-1])
                 counts[status] = counts.get(status, 0) + 1
                 bar.set_postfix({"failed": counts.get("error", 0), "diverged": counts.get("diverged", 0)},
@@ -210,7 +260,7 @@ class _Runner:
         if self.has(cell.id):
             return True
         frame = read_cell(self.sweep_dir, source.id)
-        if frame is None or str(frame["status"].iloc[-1]) in ("error", "skipped"):
+        if frame is None or str(frame["status"].iloc[-1]) in ("error", "timeout", "skipped"):
             return False
         frame = frame.copy()
         frame["phase"] = cell.phase
@@ -283,14 +333,33 @@ def run_sweep(config: SweepConfig, *, registry=None, argv=None, quiet: bool = Fa
         echo(format_plan(plan))
         return None
 
-    datasets = _describe_datasets(config, registry)
+    _refuse_another_sweep(config, force)
     client = connect(config.scheduler) if config.backend == "dask" else None   # fail before writing
     try:
+        datasets = _describe_datasets(config, registry)
         return _run(config, plan, registry, datasets, client, argv=argv, quiet=quiet, force=force, csv=csv,
                     report=report, echo=echo)
     finally:
         if client is not None:
             client.close()
+
+
+def sweep_identity(config: dict) -> dict:
+    """What makes two sweeps the same sweep: the config without where and how it runs."""
+    return {k: v for k, v in config.items() if k not in EXECUTION_KEYS}
+
+
+def _refuse_another_sweep(config: SweepConfig, force: bool) -> None:
+    """One folder, one sweep: a different configuration needs --name (or --force to replace it)."""
+    stored = read_manifest(config.sweep_dir)
+    if force or not stored or not isinstance(stored.get("config"), dict):
+        return
+    old, new = sweep_identity(stored["config"]), sweep_identity(config.to_dict())
+    if old == new:
+        return
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    raise UsageError(f"{config.sweep_dir} holds another sweep (different {', '.join(changed)}); "
+                     f"give this one its own folder with --name NAME, or replace that one with --force")
 
 
 def _run(config: SweepConfig, plan: Plan, registry, datasets: dict, client, *, argv, quiet: bool,
@@ -303,6 +372,7 @@ def _run(config: SweepConfig, plan: Plan, registry, datasets: dict, client, *, a
     start = time.perf_counter()
     with SweepLock(sweep_dir):
         clean_temporaries(sweep_dir)
+        previous = {} if force else (read_manifest(sweep_dir) or {})
         manifest = {
             "sweep": config.name,
             "status": "running",
@@ -319,11 +389,14 @@ def _run(config: SweepConfig, plan: Plan, registry, datasets: dict, client, *, a
             "finished": None,
             "tuning": [],
             "cells": sorted({c.id for c in plan.tune + plan.final}),
+            "crashed": dict(previous.get("crashed") or {}),
         }
         if client is not None:
             manifest["execution"]["dask_workers"] = len(client.scheduler_info().get("workers", {}))
         write_manifest(sweep_dir, manifest)
-        runner = _Runner(config, registry, sweep_dir, force=force, quiet=quiet, log=log, client=client)
+        runner = _Runner(config, registry, sweep_dir, force=force, quiet=quiet, log=log, client=client,
+                         crashed=manifest["crashed"], on_crash=lambda: write_manifest(sweep_dir, manifest),
+                         planned=manifest["cells"])
         try:
             # phase 1: every lr of every tuned group on the tuning seeds
             runner.run_cells(plan.tune, "tune")
@@ -360,11 +433,7 @@ def _run(config: SweepConfig, plan: Plan, registry, datasets: dict, client, *, a
             manifest["status"] = "failed"
             raise
         finally:
-            manifest["finished"] = now()
-            manifest["duration_seconds"] = round(time.perf_counter() - start, 3)
-            results = read_results(sweep_dir) if manifest["status"] == "complete" else None
-            manifest["counts"] = _counts(results if results is not None else read_results(sweep_dir))
-            write_manifest(sweep_dir, manifest)
+            results = _finish(sweep_dir, manifest, start)
         if csv:
             echo(f"results CSV: {export_csv(sweep_dir, results)}")
         report_path = None
@@ -378,6 +447,26 @@ def _run(config: SweepConfig, plan: Plan, registry, datasets: dict, client, *, a
     if report_path is not None:
         echo(f"report: {report_path}")
     return SweepOutcome(sweep_dir, report_path, counts, seconds)
+
+
+def _finish(sweep_dir: Path, manifest: dict, start: float):
+    """Record how the sweep ended; returns the results when it completed.
+
+    When the sweep is already failing (say, a read-only folder), a failure here is
+    not allowed to replace the first error with a less telling one.
+    """
+    failing = manifest["status"] != "complete"
+    manifest["finished"] = now()
+    manifest["duration_seconds"] = round(time.perf_counter() - start, 3)
+    try:
+        results = read_results(sweep_dir)
+        manifest["counts"] = _counts(results)
+        write_manifest(sweep_dir, manifest)
+    except (OSError, HarnessError):
+        if failing:
+            return None
+        raise
+    return results if not failing else None
 
 
 def _build_report(sweep_dir: Path, results, manifest: dict) -> Path:

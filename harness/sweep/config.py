@@ -342,7 +342,8 @@ def load_config(path: str | None = None, *, sets: Sequence[str] = (), overrides:
         dropped = isinstance(raw.get("tune"), dict) and raw["tune"].pop("lr", None) is not None
         what = ("learning rates are not tuned" if len(lr) == 1
                 else "every optimizer tunes its learning rate over this grid")
-        notes.append(f"run.lr={','.join(lr)} given: {what}" + ("; [tune.lr] ignored" if dropped else ""))
+        ignored = "[tune.lr] and the optimizers' declared grids" if dropped else "the optimizers' declared grids"
+        notes.append(f"run.lr={','.join(lr)} given: {what}; {ignored} ignored")
     if overrides.get("backend") == "loky" and not overrides.get("scheduler"):
         raw.pop("scheduler", None)   # the file's dask address does not apply to a local run
     tree = _Tree(raw)

@@ -265,3 +265,33 @@ def test_the_test_split_stays_out_of_tuning():
     assert not any(name.startswith("test") for name in values)
     changed = rows.assign(test_loss=[9.0, 9.0], test_minority_recall=[0.0, 0.0])
     assert objective_values(changed)[1] == values
+
+
+# --------------------------------------------------------------------------- the report's choice of runs
+def test_the_report_reads_the_runs_tuned_for_each_objective(tmp_path):
+    from harness.report.build import build_report
+    from harness.report.frames import tuned_for
+
+    runs = pd.DataFrame({"cell_id": ["a", "b", "c"], "lr": [0.1, 1.0, 0.1]})
+    manifest_ = {"selection": {"val_loss": ["a", "c"], "train_loss_auc": ["b", "c"]}}
+    picked, used = tuned_for(runs, manifest_, "train_loss_auc")
+    assert list(picked.cell_id) == ["b", "c"] and used == "train_loss_auc"
+    picked, used = tuned_for(runs, manifest_, "val_loss_best")       # not tuned for: the tables' objective
+    assert list(picked.cell_id) == ["a", "c"] and used == "val_loss"
+    assert tuned_for(runs, {}, "val_loss")[0] is runs                  # no record: every final run
+
+    assert main(["sweep", "--out", str(tmp_path), "--name", "rep", *CONVEX[:4], "--optimizers", "bgd,sgd",
+                 *CONVEX[6:-3], "--jobs", "1", "--quiet", "--seeds", "2", "--set", "tune.max_extensions=0",
+                 "--set", "tune.lr.bgd=0.3,1,3", "--set", "tune.lr.sgd=0.01,0.03,0.1"]) == 0
+    folder = tmp_path / "rep"
+    m = manifest(folder)
+    assert set(m["selection"]) == {"val_loss", "train_loss_auc"}      # the claims' objective plus the tables'
+    claims = pd.read_csv(folder / "tables" / "claims.csv")
+    tuned = dict(zip(claims.claim, claims["tuned for"]))
+    assert tuned["BGD reaches a lower loss after many epochs"] == "train_loss_auc"
+    # wce is not in this sweep, so val_loss_best was not tuned for: the claim says which runs it read
+    assert tuned["WCE raises the minority recall over CE on imbalanced data"] == "val_loss"
+    html = (folder / "index.html").read_text()
+    assert "Learning-rate tuning" in html and "lr for train_loss_auc" in html
+    tuning = pd.read_csv(folder / "tables" / "tuning.csv")
+    assert len(tuning) == 2 and set(tuning["grid"]) == {"config"}

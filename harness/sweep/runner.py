@@ -393,7 +393,7 @@ def _run(config: SweepConfig, plan: Plan, registry, datasets: dict, client, *, a
             "cwd": str(Path.cwd()),
             "config": config.to_dict(),
             "seeds": list(config.seeds),
-            "tune_seeds": list(config.tune_seeds),
+            "tune_seeds": list(config.tuning_seeds),   # every seed when tuning per seed
             "execution": {"backend": config.backend, "jobs": config.jobs, "scheduler": config.scheduler},
             "environment": environment(registry),
             "datasets": datasets,
@@ -489,6 +489,7 @@ def _tune(config: SweepConfig, plan: Plan, registry, runner: _Runner, manifest: 
         runner.log(f"grid extension {round_}: {len(batch) // max(1, len(seeds))} rate(s) past a grid edge")
     by_config = {c.config: c for c in cells}
     finals, reused = list(plan.final), []
+    # plan.final: untuned groups and groups whose every tuning cell was refused; every objective has them
     selection = {o: [c.id for c in plan.final] for o in objectives}
     chosen_cells: dict = {}
     for group in groups:
@@ -502,12 +503,6 @@ def _tune(config: SweepConfig, plan: Plan, registry, runner: _Runner, manifest: 
                 cell = final_cells(group, lr, [seed], why, registry)[0]
                 selection[objective].append(cell.id)
                 chosen_cells.setdefault(cell.id, cell)
-    for group in plan.groups:    # groups whose every tuning cell was refused: their final cells say why
-        if group.tuned and group.skip:
-            for cell in final_cells(group, None, config.seeds, group.skip):
-                chosen_cells.setdefault(cell.id, cell)
-                for objective in objectives:
-                    selection[objective].append(cell.id)
     for cell in chosen_cells.values():
         source = by_config.get(cell.config)
         if source is not None and cell.skip is None and runner.reuse(cell, source):

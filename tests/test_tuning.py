@@ -8,7 +8,7 @@ from harness.cli import main
 from harness.plugin.specs import OptimizerSpec
 from harness.results.store import read_results, results_dir
 from harness.sweep.config import DEFAULT_LR_GRID, load_config
-from harness.sweep.plan import ONCE, build_plan, choose, edge_sides, next_rate, objective_values
+from harness.sweep.plan import ONCE, choose, edge_sides, next_rate, objective_values
 from harness.testing import check_optimizer_lr_grid
 
 # convex model (no hidden layer) on iris, full-batch GD: fast and deterministic
@@ -269,7 +269,6 @@ def test_the_test_split_stays_out_of_tuning():
 
 # --------------------------------------------------------------------------- the report's choice of runs
 def test_the_report_reads_the_runs_tuned_for_each_objective(tmp_path):
-    from harness.report.build import build_report
     from harness.report.frames import tuned_for
 
     runs = pd.DataFrame({"cell_id": ["a", "b", "c"], "lr": [0.1, 1.0, 0.1]})

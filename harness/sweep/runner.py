@@ -173,6 +173,9 @@ class _Runner:
         self.faulted: set = set()          # cells whose worker died or hung in this process
         self.stored = set() if force else verify_stored(sweep_dir, planned, log) - self._retry(sweep_dir)
         self.references: dict = {}
+        # tuning frames written by this process, kept so that choosing rates and reusing a tuning run
+        # need not read them back from disk (reading a stored cell costs tens of milliseconds)
+        self.tune_frames: dict = {}
         local = config.backend == "loky"
         # local workers are forked and inherit this (possibly test-injected) registry; dask workers load their own
         self.cell_fn = functools.partial(run_cell, registry=registry) if local else run_cell
@@ -258,6 +261,8 @@ class _Runner:
             for task, frame in self._run(self.cell_fn, tasks, desc):
                 write_cell(self.sweep_dir, frame)
                 self.written.add(task.cell_id)
+                if task.phase == "tune":
+                    self.tune_frames[task.cell_id] = frame
                 if task.cell_id not in self.faulted and self.crashed.pop(task.cell_id, None) is not None:
                     self.on_crash()    # a retried cell finished: forget its crash
                 status = str(frame["status"].iloc[-1])
@@ -269,11 +274,16 @@ class _Runner:
             bar.close()
         return counts
 
+    def frame(self, cell_id: str):
+        """A stored cell's records: from memory when this process ran it, else from the store."""
+        frame = self.tune_frames.get(cell_id)
+        return frame if frame is not None else read_cell(self.sweep_dir, cell_id)
+
     def reuse(self, cell: Cell, source: Cell) -> bool:
         """Store ``cell`` as a copy of the identical tuning run ``source``; False if unavailable."""
         if self.has(cell.id):
             return True
-        frame = read_cell(self.sweep_dir, source.id)
+        frame = self.frame(source.id)
         if frame is None or str(frame["status"].iloc[-1]) in ("error", "timeout", "skipped"):
             return False
         frame = frame.copy()
@@ -288,7 +298,7 @@ def _tune_outcomes(runner: _Runner, cells: list, objectives) -> dict:
     """{group key: {(lr, seed): (status, {objective: value})}} read back from the store."""
     outcomes: dict = {}
     for cell in cells:
-        frame = read_cell(runner.sweep_dir, cell.id)
+        frame = runner.frame(cell.id)
         if frame is None:
             continue
         base = replace(cell.config, lr=0.0, seed=0)

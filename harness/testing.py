@@ -228,6 +228,31 @@ def check_optimizer_deterministic(spec: OptimizerSpec) -> None:
         assert np.array_equal(a, b), f"{spec.name}: two runs with the same seed differ"
 
 
+LR_GRID_MIN = 3            # rates a declared grid needs (one below and one above the middle)
+LR_GRID_SPACING = 2.0      # the largest step ratio of a declared grid at most this times the smallest
+
+
+def check_optimizer_lr_grid(spec: OptimizerSpec) -> None:
+    """A declared learning-rate grid is sane: >= 3 positive finite rates, increasing, roughly log-spaced.
+
+    The sweep extends a grid past an edge with the ratio of its outermost step,
+    so unevenly spaced grids extend unevenly. No grid is fine: the sweep then
+    uses its default grid and says so.
+    """
+    grid = tuple(getattr(spec, "lr_grid", ()) or ())
+    if not grid:
+        return
+    values = np.asarray(grid, dtype=float)
+    assert len(values) >= LR_GRID_MIN, (f"{spec.name}: lr_grid {list(grid)} has {len(values)} rate(s); "
+                                        f"declare at least {LR_GRID_MIN} so a best rate can be inside it")
+    assert np.all(np.isfinite(values)) and np.all(values > 0), f"{spec.name}: lr_grid rates must be positive and finite"
+    ratios = values[1:] / values[:-1]
+    assert np.all(ratios > 1), f"{spec.name}: lr_grid {list(grid)} must be strictly increasing"
+    assert ratios.max() <= LR_GRID_SPACING * ratios.min(), (
+        f"{spec.name}: lr_grid {list(grid)} is not roughly log-spaced (step ratios from {ratios.min():.3g} to "
+        f"{ratios.max():.3g}); use rates a constant factor apart, e.g. 0.001, 0.003, 0.01, 0.03")
+
+
 def check_optimizer_pickle(spec: OptimizerSpec) -> None:
     """State survives a pickle round trip: continuing from the copy gives the same result."""
     X, y = _blobs(seed=2)
@@ -300,7 +325,8 @@ def check_dataset_split(spec: DatasetSpec) -> None:
 _CHECKS: dict[type, tuple[Callable[..., None], ...]] = {
     LossSpec: (check_loss_gradient, check_loss_values, check_loss_confident, check_loss_extreme_logits,
                check_loss_leaves_inputs_unchanged, check_loss_grad_one),
-    OptimizerSpec: (check_optimizer_descends, check_optimizer_deterministic, check_optimizer_pickle),
+    OptimizerSpec: (check_optimizer_descends, check_optimizer_deterministic, check_optimizer_pickle,
+                    check_optimizer_lr_grid),
     DatasetSpec: (check_dataset_arrays, check_dataset_split),
 }
 

@@ -140,28 +140,40 @@ def make_minibatch_bn(batch_size=32):
 _BATCH_SIZE = Param("batch_size", 32, "samples per update", low=1)
 
 
+# Learning-rate grids a sweep tunes over (docs/sweep.md): five rates half a decade apart, two decades
+# around each family's usual range (a full-batch step needs a larger rate than a per-sample one). The
+# sweep extends a grid at an edge when the best rate sits there, so these need not bracket every problem.
+_FULL_BATCH_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)
+_PER_SAMPLE_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03)
+_MINIBATCH_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+
+
 @hookimpl
 def register_optimizers(register):
     register(OptimizerSpec(
         name="bgd",
         description="batch gradient descent: all training samples per update, one update per epoch",
         factory=make_bgd,
+        lr_grid=_FULL_BATCH_GRID,
     ))
     register(OptimizerSpec(
         name="point",
         description="point GD: one sample per update, the same fixed order every epoch (cyclic)",
         factory=make_point,
+        lr_grid=_PER_SAMPLE_GRID,
     ))
     register(OptimizerSpec(
         name="sgd",
         description="stochastic GD: one sample per update, reshuffled every epoch",
         factory=make_sgd,
+        lr_grid=_PER_SAMPLE_GRID,
     ))
     register(OptimizerSpec(
         name="minibatch",
         description="mini-batch GD: batch_size samples per update, reshuffled every epoch",
         factory=make_minibatch,
         params=(_BATCH_SIZE,),
+        lr_grid=_MINIBATCH_GRID,
     ))
     register(OptimizerSpec(
         name="minibatch-bn",
@@ -170,4 +182,5 @@ def register_optimizers(register):
         params=(_BATCH_SIZE,),
         check=_check_batch_norm,
         batch_norm=True,
+        lr_grid=_MINIBATCH_GRID,
     ))

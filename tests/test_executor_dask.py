@@ -44,7 +44,7 @@ def test_dask_backend_gives_the_same_records_as_loky(cluster, tmp_path):
     loky_cfg = load_config(sets=sets, registry=registry, overrides={
         **overrides, "out": str(tmp_path / "loky"), "jobs": "2"})
     for cfg in (dask_cfg, loky_cfg):
-        run_sweep(cfg, registry=registry, quiet=True, report=False, echo=lambda *_: None)
+        run_sweep(cfg, registry=registry, quiet=True, echo=lambda *_: None)
     a = read_results(tmp_path / "dask" / "same").drop(columns="train_seconds")
     b = read_results(tmp_path / "loky" / "same").drop(columns="train_seconds")
     assert len(a) > 0 and set(a.phase) == {"tune", "final"}

@@ -134,7 +134,7 @@ def test_a_hanging_cell_is_stopped_by_the_per_cell_timeout(tmp_path, fake_dist, 
         "datasets": "iris", "losses": "ce", "optimizers": "faulty,bgd", "seeds": "2", "epochs": "2",
         "jobs": "2", "out": str(tmp_path), "name": "f"})
     started = time.monotonic()
-    run_sweep(with_timeout(config, 1.5), registry=registry, quiet=True, report=False, echo=lambda *_: None)
+    run_sweep(with_timeout(config, 1.5), registry=registry, quiet=True, echo=lambda *_: None)
     assert time.monotonic() - started < 60
     bad = assert_contained(tmp_path, capsys, "timeout", "1.5 s per-cell timeout")
     assert len(bad) == 2

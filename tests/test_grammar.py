@@ -130,7 +130,7 @@ def test_the_trainer_uses_the_same_validator(registry):
 def test_one_cli_learning_rate_turns_tuning_off_and_says_so(registry):
     cfg = load_config(sets=["run.lr=0.05"], registry=registry)
     assert all(cfg.lr_grid(o) == (0.05,) for o in cfg.optimizers)
-    assert cfg.notes == ("run.lr=0.05 given: learning rates are not tuned; [tune.lr] ignored",)
+    assert cfg.notes == ("run.lr=0.05 given: learning rates are not tuned; the optimizers' declared grids ignored",)
     plan = build_plan(cfg, registry)
     assert not plan.tune
     assert format_plan(plan).splitlines()[0] == cfg.notes[0]
@@ -140,7 +140,7 @@ def test_several_cli_learning_rates_are_every_optimizers_grid(registry):
     cfg = load_config(overrides={"lr": "0.01,0.1", "optimizers": "bgd,sgd"}, registry=registry)
     assert cfg.lr_grid("bgd") == cfg.lr_grid("sgd") == (0.01, 0.1)
     assert cfg.notes == ("run.lr=0.01,0.1 given: every optimizer tunes its learning rate over this grid; "
-                         "[tune.lr] ignored",)
+                         "the optimizers' declared grids ignored",)
     # a per-optimizer grid given on the command line as well still wins for that optimizer
     cfg = load_config(sets=["run.lr=0.01", "tune.lr.sgd=0.5,1"], registry=registry)
     assert cfg.lr_grid("sgd") == (0.5, 1.0) and cfg.lr_grid("bgd") == (0.01,)
@@ -151,7 +151,7 @@ def test_the_sweeps_first_line_says_what_run_lr_did(tmp_path, capsys):
                  "--optimizers", "bgd", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0
-    assert out.splitlines()[0] == "run.lr=0.05 given: learning rates are not tuned; [tune.lr] ignored"
+    assert out.splitlines()[0] == "run.lr=0.05 given: learning rates are not tuned; the optimizers' declared grids ignored"
     assert "bgd: lr=0.05" in out
 
 
@@ -186,4 +186,4 @@ def test_a_real_sweeps_first_line_says_what_run_lr_did(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert out.splitlines()[0] == ("run.lr=0.1,0.2 given: every optimizer tunes its learning rate over this grid; "
-                                   "[tune.lr] ignored")
+                                   "the optimizers' declared grids ignored")

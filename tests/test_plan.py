@@ -86,32 +86,34 @@ def group(grid=(0.01, 0.1, 1.0)):
     return Group(RunConfig.make("iris", "ce", "sgd"), tuple(grid))
 
 
+def val(status, value, metric="val_loss"):
+    return (status, {metric: value})
+
+
 def test_select_lr_lowest_val_loss_among_finished_runs():
-    g = group()
-    outcomes = {(0.01, 0): ("done", 0.5), (0.1, 0): ("stopped", 0.2), (1.0, 0): ("diverged", 0.01)}
-    lr, why, scores = select_lr(g, outcomes, "val_loss", (0,))
+    outcomes = {(0.01, 0): val("done", 0.5), (0.1, 0): val("stopped", 0.2), (1.0, 0): val("diverged", 0.01)}
+    lr, why, scores = select_lr((0.01, 0.1, 1.0), outcomes, "val_loss", (0,))
     assert lr == 0.1                      # the diverged run is not eligible even with a lower loss
     assert math.isnan(scores[1.0]) and "val_loss" in why
 
 
 def test_select_lr_averages_tuning_seeds_and_breaks_ties_to_smaller_lr():
-    g = group((0.1, 0.01))
-    outcomes = {(0.01, 0): ("done", 0.3), (0.01, 1): ("done", 0.1),
-                (0.1, 0): ("done", 0.1), (0.1, 1): ("done", 0.3)}
-    lr, _, scores = select_lr(g, outcomes, "val_loss", (0, 1))
+    outcomes = {(0.01, 0): val("done", 0.3), (0.01, 1): val("done", 0.1),
+                (0.1, 0): val("done", 0.1), (0.1, 1): val("done", 0.3)}
+    lr, _, scores = select_lr((0.01, 0.1), outcomes, "val_loss", (0, 1))
     assert scores[0.01] == pytest.approx(0.2) and scores[0.1] == pytest.approx(0.2)
     assert lr == 0.01
     # a missing or non-finite run on one tuning seed makes the lr ineligible
-    outcomes[(0.01, 1)] = ("done", float("nan"))
-    assert select_lr(g, outcomes, "val_loss", (0, 1))[0] == 0.1
+    outcomes[(0.01, 1)] = val("done", None)
+    assert select_lr((0.01, 0.1), outcomes, "val_loss", (0, 1))[0] == 0.1
 
 
 def test_select_lr_metric_direction_and_no_candidate():
     g = group((0.01, 0.1))
-    outcomes = {(0.01, 0): ("done", 0.9), (0.1, 0): ("done", 0.8)}
-    assert select_lr(g, outcomes, "val_accuracy", (0,))[0] == 0.01
-    bad = {(0.01, 0): ("diverged", math.nan), (0.1, 0): ("error", None)}
-    lr, why, _ = select_lr(g, bad, "val_loss", (0,))
+    outcomes = {(0.01, 0): val("done", 0.9, "val_accuracy"), (0.1, 0): val("done", 0.8, "val_accuracy")}
+    assert select_lr(g.lr_grid, outcomes, "val_accuracy", (0,))[0] == 0.01
+    bad = {(0.01, 0): val("diverged", None), (0.1, 0): val("error", None)}
+    lr, why, _ = select_lr(g.lr_grid, bad, "val_loss", (0,))
     assert lr is None and "diverged" in why and "error" in why
     cells = final_cells(g, None, (0, 1), why)
     assert all(c.skip == why for c in cells) and len(cells) == 2

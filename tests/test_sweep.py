@@ -25,7 +25,9 @@ def last_rows(results):
 
 
 def test_tuning_picks_the_lowest_validation_loss_and_runs_it_on_every_seed(tmp_path, capsys):
-    code = sweep(tmp_path, "--optimizers", "bgd,sgd", "--set", "run.lr=0.01,0.3", "--jobs", "1")
+    # tuning once on seed 0 for one objective, no grid extension (tests/test_tuning.py covers the rest)
+    code = sweep(tmp_path, "--optimizers", "bgd,sgd", "--set", "run.lr=0.01,0.3", "--jobs", "1",
+                 "--set", "tune.seeds=0", "--set", "tune.metric=val_loss", "--set", "tune.max_extensions=0")
     assert code == 0
     results = read_results(tmp_path / "t")
     last = last_rows(results)
@@ -81,7 +83,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
                  "--optimizers", "bgd,minibatch-bn", "--set", "run.hidden=none,8"])   # the last --set wins
     out = capsys.readouterr().out
     assert code == 0
-    assert "SKIPPED: batch normalisation needs a hidden layer" in out
+    assert "SKIPPED: optimizer 'minibatch-bn': batch normalisation needs a hidden layer" in out
     assert "cells to train" in out and "iris / ce / bgd" in out
     assert not (tmp_path / "o").exists()
 

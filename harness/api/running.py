@@ -23,6 +23,7 @@ from harness.learning.trainer import single_thread_blas, train
 from harness.plugin.loader import load_registry
 from harness.sweep.config import SweepConfig, load_config, load_run_settings
 from harness.sweep.plan import single_run
+from harness.report import build_report
 from harness.sweep.runner import run_sweep as _run_sweep
 
 __all__ = ["run", "run_sweep", "DICT_NAME", "CONFIG_FILE"]
@@ -99,8 +100,10 @@ def run_sweep(config: Mapping[str, Any] | str | os.PathLike | None = None, *, qu
             print(note, flush=True)
     argv = ["sweep"] + (["--config", path] if path else []) + [a for item in sets for a in ("--set", item)]
     argv += [flag for flag, on in (("--force", force), ("--csv", csv), ("--no-report", not report)) if on]
-    _run_sweep(resolved, registry=registry, argv=argv, quiet=quiet, force=force, csv=csv, report=report,
-               echo=print if not quiet else _silent)
+    outcome = _run_sweep(resolved, registry=registry, argv=argv, quiet=quiet, force=force, csv=csv,
+                         echo=print if not quiet else _silent)
+    if report and outcome is not None:   # the runner stores results; the page is the report layer's job
+        build_report(outcome.sweep_dir, results=outcome.results, manifest=outcome.manifest)
     return Sweep(resolved.sweep_dir)
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
+from pathlib import Path
 
 from harness.cli.run import add_setting_options, setting_overrides
 from harness.errors import HarnessError
@@ -16,15 +18,18 @@ cell as it finishes and write the report to OUT/NAME/index.html.
 
 With no arguments it runs the default sweep (harness/sweep/presets/default.toml: the
 five built-in optimizers x ce, bce, wce x digits, breast_cancer,
-face-vs-background, 3 seeds; about 2 minutes with --jobs 2 on 2 cores).
+face-vs-background, 8 seeds, each seed tuned on its own; docs/sweep.md gives its time).
 Command-line options override the config file key by key."""
 
 EPILOG = """\
-tuning rule:
-  for each (dataset, loss, optimizer, grid point) every learning rate of the grid
-  runs on the tuning seed(s) (tune.seeds, default 0); the one with the lowest mean
-  last-epoch validation loss (tune.metric) among runs that did not diverge or fail
-  is chosen (ties -> smaller lr) and runs on every seed. The test split is never used.
+tuning rule (docs/sweep.md):
+  every optimizer is tuned: its grid is tune.lr.<optimizer>, else run.lr, else the grid it
+  declares, else a default log grid 1e-3..1 (flagged). For each (dataset, loss, optimizer,
+  grid point) every rate runs on every seed (tune.per_seed = true, the default; false: on
+  tune.seeds only); each objective of tune.metric (default: what the claims ask for, plus
+  val_loss for the tables) picks the best rate among runs that finished (ties -> smaller lr).
+  A pick at a grid edge extends the grid one log step that way (tune.max_extensions per side).
+  The chosen rates run on every seed. The test split is never used.
 
 resume and safety:
   each cell is written to OUT/NAME/results/<cell id>.parquet the moment it ends;
@@ -56,7 +61,7 @@ faults: a cell that crashes its worker is stored as error (signal/exit code) and
 
 """ + settings_help() + """
   top level: name, out, datasets, losses, optimizers, seeds, jobs, backend, scheduler, timeout
-  tune.seeds, tune.metric, tune.lr.<optimizer>
+  tune.metric, tune.per_seed, tune.seeds, tune.max_extensions, tune.lr.<optimizer>
 """
 
 
@@ -107,11 +112,35 @@ def execute(args) -> int:
         for note in config.notes:
             print(note, flush=True)
     try:
-        run_sweep(config, registry=registry, quiet=args.quiet, dry_run=args.dry_run, force=args.force,
-                  csv=args.csv, report=args.report)
+        outcome = run_sweep(config, registry=registry, quiet=args.quiet, dry_run=args.dry_run, force=args.force,
+                            csv=args.csv)
+        if outcome is not None and args.report:
+            print(f"report: {_build_report(outcome)}")
     except BrokenPipeError:
         raise
     except OSError as exc:   # e.g. a read-only or full disk under --out
         where = f"{exc.filename}: " if exc.filename else ""
         raise HarnessError(f"{where}{exc.strerror or exc}") from None
     return 0
+
+
+def _build_report(outcome) -> Path:
+    """The page of a finished sweep, from the results and manifest the runner returns."""
+    sweep_dir = outcome.sweep_dir
+    try:
+        from harness.report import build_report   # heavy (matplotlib): only when a report is built
+    except ImportError as exc:
+        raise HarnessError(f"results are stored in {sweep_dir}, but the report builder is unavailable: "
+                           f"{exc}") from None
+    try:
+        return Path(build_report(sweep_dir, results=outcome.results, manifest=outcome.manifest))
+    except HarnessError:
+        raise
+    except Exception as exc:
+        raise HarnessError(f"results are stored in {sweep_dir}, but building the report failed "
+                           f"({_last_line(exc)}); retry with `python -m harness report {sweep_dir}`") from None
+
+
+def _last_line(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
+    return text[-1] if text else type(exc).__name__

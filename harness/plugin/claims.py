@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
-__all__ = ["Budget", "ClaimSpec", "AXES", "STATISTICS", "DIRECTIONS", "SCALES"]
+__all__ = ["Budget", "ClaimSpec", "AXES", "STATISTICS", "DIRECTIONS", "SCALES", "TUNING_OBJECTIVES"]
 
 AXES = ("epoch", "updates", "samples_seen", "train_seconds")
 AXIS_NAMES = {"epoch": ("epoch", "epochs"), "updates": ("update", "updates"),
@@ -23,6 +23,14 @@ AXIS_NAMES = {"epoch": ("epoch", "epochs"), "updates": ("update", "updates"),
 STATISTICS = ("value", "area")     # the metric at the budget, or its mean over [0, budget] (area / budget)
 DIRECTIONS = ("lower", "higher", "between")
 SCALES = ("log", "linear")
+# what a learning rate can be tuned for (docs/sweep.md), read from the tuning runs' epochs -> True when larger
+# is better. ``train_loss``/``val_*``: the last epoch's value; ``_best``: the best over the epochs;
+# ``train_loss_auc``: the mean training loss over epochs 0..E (the area under its curve).
+TUNING_OBJECTIVES = {
+    "train_loss": False, "train_loss_auc": False, "val_loss": False, "val_loss_best": False,
+    **{f"val_{m}{best}": True for m in ("accuracy", "balanced_accuracy", "macro_f1", "minority_recall")
+       for best in ("", "_best")},
+}
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,9 @@ class ClaimSpec:
       differences (for bounded metrics such as recall).
     * ``tie``: |effect| at or below it is a tie (log scale: 0.01 is about 1% relative).
     * ``budgets``: where the claim is read; the first is the headline budget.
+    * ``tuned_for``: the tuning objective (``TUNING_OBJECTIVES``) of the runs the claim is judged on:
+      ``train_loss_auc`` (default) for a claim about optimisation, a validation objective such as
+      ``val_loss_best`` for one about generalisation.
     * ``applies(section) -> bool``: optional; the section is a dict with ``dataset``,
       ``loss`` (None when the loss is the factor), ``hidden`` (list), ``convex`` (bool),
       ``imbalance`` (largest/smallest class count of the test split) and the params dicts.
@@ -92,6 +103,7 @@ class ClaimSpec:
     budgets: tuple = (Budget("epoch", fraction=1.0),)
     applies: Optional[Callable[[Mapping], bool]] = None
     rule: str = ""
+    tuned_for: str = "train_loss_auc"
     kind: str = "claim"
 
     def __post_init__(self):
@@ -107,6 +119,8 @@ class ClaimSpec:
             raise ValueError(f"claim {self.name!r}: tie must be >= 0")
         if not self.budgets or not all(isinstance(b, Budget) for b in self.budgets):
             raise ValueError(f"claim {self.name!r}: budgets must be a non-empty tuple of Budget")
+        if self.tuned_for not in TUNING_OBJECTIVES:
+            raise ValueError(f"claim {self.name!r}: tuned_for must be one of {', '.join(TUNING_OBJECTIVES)}")
         if len({repr(v) for v in self.sides}) < len(self.sides):
             raise ValueError(f"claim {self.name!r}: the compared values must differ")
 

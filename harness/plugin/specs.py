@@ -265,6 +265,10 @@ class OptimizerSpec:
     string when the combination cannot run (it is then skipped, not run).
     ``batch_norm=True`` asks the engine for a network with batch normalisation
     after each hidden layer (the engine refuses it without a hidden layer).
+    ``lr_grid`` is the learning-rate grid a sweep tunes it over unless the
+    config gives one (increasing positive rates, best log-spaced: the sweep
+    extends it at an edge with the same spacing); without one it gets the
+    sweep's default grid and the report says so.
     """
 
     name: str
@@ -274,6 +278,19 @@ class OptimizerSpec:
     check: Optional[Check] = None
     kind: str = "optimizer"
     batch_norm: bool = False
+    lr_grid: tuple = ()
+
+    def __post_init__(self):
+        grid = tuple(self.lr_grid or ())
+        try:
+            values = tuple(float(x) for x in grid)
+        except (TypeError, ValueError):
+            raise ValueError(f"optimizer {self.name!r}: lr_grid must be numbers, got {self.lr_grid!r}") from None
+        if values and (len(values) < 2 or not all(np.isfinite(v) and v > 0 for v in values)
+                       or any(b <= a for a, b in zip(values, values[1:]))):
+            raise ValueError(f"optimizer {self.name!r}: lr_grid must hold at least 2 positive finite rates "
+                             f"in increasing order, got {list(grid)}")
+        object.__setattr__(self, "lr_grid", values)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from harness.errors import HarnessError, UsageError
 from harness.plugin.loader import load_registry
 from harness.report import claims as claims_mod
 from harness.report import html, interactive, plots, profile, stats, tables
-from harness.report.frames import add_labels, final_phase, imbalance, labelled_rows, normalise, runs
+from harness.report.frames import (TABLE_OBJECTIVE, add_labels, final_phase, imbalance, labelled_rows, normalise,
+                                   runs, tuned_for)
 
 FIGURES = "figures"
 TABLES = "tables"
@@ -95,6 +96,51 @@ def _grid_edges(tune_runs: pd.DataFrame, final_runs: pd.DataFrame) -> list[str]:
     return notes
 
 
+def _tuning_block(manifest: dict, tab_dir: Path, table_objective: str) -> dict | None:
+    """The tuning table from the manifest's record (None for a sweep that recorded none)."""
+    entries = [e for e in manifest.get("tuning") or () if isinstance(e, dict) and "chosen" in e]
+    if not entries:
+        return None
+    rows = []
+    for e in entries:
+        ext = e.get("extensions") or {}
+        grid = ", ".join(f"{x:g}" for x in e["lr_grid"])
+        row = {"group": e["group"], "grid": e["grid_source"] + (" (flagged: no grid declared)"
+                                                                 if e.get("default_grid") else ""),
+               "rates run": grid + "".join(f" (+{n} {side})" for side, n in ext.items() if n)}
+        for objective, chosen in e["chosen"].items():
+            picks = list(chosen.values()) if isinstance(chosen, dict) else [chosen]
+            counts = pd.Series([f"{x:g}" if x is not None else "none" for x in picks]).value_counts()
+            row[f"lr for {objective}"] = ", ".join(f"{k} ({v})" if len(picks) > 1 else k for k, v in counts.items())
+        row["at an edge"] = len(e.get("edges") or ())
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    csv, md = _write_table(frame, tab_dir, "tuning")
+    protocol = manifest.get("tuning_protocol") or {}
+    how = ("each seed chose its own rates on its own validation split" if protocol.get("per_seed")
+           else f"seed(s) {protocol.get('seeds')} chose one rate for every seed")
+    defaults = sorted({e["optimizer"] for e in entries if e.get("default_grid")})
+    return {"table": html.table(frame, "Learning-rate tuning per group (per seed: rate (number of seeds))", csv, md),
+            "text": (f"Objectives: {', '.join(protocol.get('objectives') or [])}; {how}. A choice at a grid edge "
+                     f"extended the grid one log step that way, at most {protocol.get('max_extensions')} per side. "
+                     f"Tables use the runs tuned for {table_objective or 'the only objective'}; each claim those "
+                     f"tuned for its objective (claims table, 'tuned for')."),
+            "defaults": defaults, "edges": sum(len(e.get("edges") or ()) for e in entries)}
+
+
+def _flagged_edges(manifest: dict, fam_runs: pd.DataFrame) -> list[str]:
+    """The family's choices the sweep left at a grid edge after its extension limit."""
+    datasets = set(fam_runs["dataset"].astype(str))
+    entries = [e for e in manifest.get("tuning") or () if isinstance(e, dict) and e.get("dataset") in datasets]
+    out = []
+    for e in entries:
+        for flag in e.get("edges") or ():
+            seed = "" if flag.get("seed") in (None, "all") else f" seed {flag['seed']}"
+            out.append(f"{e['group']}: {flag['objective']}{seed} chose lr {flag['lr']:g}, the "
+                       f"{'smallest' if flag['side'] == 'low' else 'largest'} rate run")
+    return out
+
+
 def registered_claims() -> list:
     """The claims the installed plugins register (an empty list until a plugin registers one)."""
     return list(getattr(load_registry(), "claims", {}).values())
@@ -113,7 +159,8 @@ def _claim_context(found, tab_dir: Path) -> list[dict]:
             section_table = html.table(per_section, f"Per section at the headline budget ({head.budget.label})",
                                        scsv, smd, digits=3)
         out.append({"key": spec.name, "title": spec.title, "lecture": spec.lecture,
-                    "measure": claims_mod.describe(spec), "rule": spec.rule, "verdict": head.verdict,
+                    "measure": claims_mod.describe(spec) + (f" Runs tuned for {c.tuned_for}." if c.tuned_for else ""),
+                    "rule": spec.rule, "verdict": head.verdict,
                     "css": VERDICT_CSS[head.verdict], "summary": head.reason, "budget": head.budget.label,
                     "budgets": html.table(per_budget, "Verdict by budget", csv, md, digits=3),
                     "sections": section_table})
@@ -186,6 +233,10 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
     final_df = final_phase(df)
     final_runs = all_runs[all_runs["cell_id"].isin(set(final_df["cell_id"]))].reset_index(drop=True)
     tune_runs = all_runs[all_runs["phase"] == "tune"]
+    # tuning: the tables read the runs tuned for val_loss, each claim those tuned for its objective
+    all_final = final_runs
+    final_runs, table_objective = tuned_for(all_final, manifest, TABLE_OBJECTIVE)
+    tuning = _tuning_block(manifest, tab_dir, table_objective)
     rows = labelled_rows(final_df, final_runs)
     colors = plots.method_colors(all_runs["method"])
     notes = []
@@ -222,7 +273,9 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
 
     mark("tables and ranking")
     # --- claims
-    found = claims_mod.evaluate(registered_claims() if claims is None else claims, final_runs, rows)
+    found = claims_mod.evaluate(registered_claims() if claims is None else claims, all_final,
+                                labelled_rows(final_df, all_final),
+                                runs_for=lambda objective: tuned_for(all_final, manifest, objective))
     verdicts = claims_mod.verdict_table(found)
     claims_csv, claims_md = _write_table(verdicts, tab_dir, "claims")
     verdict_table = html.table(verdicts, "Verdicts at each claim's headline budget", claims_csv, claims_md,
@@ -291,7 +344,8 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
                                class_names=_class_names(manifest, str(fam_runs["dataset"].iloc[0])),
                                title=f"{family}: test confusion matrices (summed over seeds)"))
         families.append({"name": family, "anchor": f"ds-{key}", "info": info, "tables": ftables,
-                         "edges": _grid_edges(fam_tune, fam_runs), "figures": figures})
+                         "edges": _flagged_edges(manifest, fam_runs) if tuning else _grid_edges(fam_tune, fam_runs),
+                         "figures": figures})
 
     spec = interactive.performance_profiles(ratios, colors, profile.tau_max)
     if spec is not None:
@@ -345,7 +399,7 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
         "notes": notes, "claims": claim_ctx, "verdict_table": verdict_table,
         "verdict_rule": claims_mod.VERDICT_RULE, "profile_rule": profile.PROFILE_RULE,
         "rank_rule": tables.RANK_RULE,
-        "ranking": ranking, "families": families, "problems": problems, "rules": rules,
+        "ranking": ranking, "families": families, "tuning": tuning, "problems": problems, "rules": rules,
         "footer": html.reproducibility(manifest),
         "rebuild": f"python -m harness report {shlex.quote(str(sweep_dir))}",
         "plotly_js": plotly_js, "figure_data": interactive.DATA_JS if plotly_js else None,

@@ -14,6 +14,10 @@ it is given. For each claim:
 3. **Budgets**: each pair is read at matched budgets on an axis (epochs,
    updates, samples seen, training seconds), interpolating between records.
 4. **Effects** (positive = supports the claim) go to :mod:`harness.report.stats`.
+
+Each claim is judged on the final runs tuned for its ``tuned_for`` objective
+(the sweep records which final runs each objective chose; ``evaluate`` takes
+that choice as ``runs_for``), and the page says which objective that was.
 """
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ import pandas as pd
 
 from harness.plugin.claims import Budget, ClaimSpec
 from harness.report import stats
+from typing import Callable
+
 from harness.report.frames import OK_STATUSES, SECTION_COLUMNS, imbalance, params_text
 
 PARAM_COLUMNS = ("optimizer_params", "loss_params", "dataset_params")
@@ -74,6 +80,7 @@ class ClaimResult:
     pairs: pd.DataFrame
     note: str = ""
     budgets: list = field(default_factory=list)
+    tuned_for: str = ""     # the objective its runs' learning rates were chosen for ("" when not recorded)
 
     @property
     def headline(self) -> BudgetResult:
@@ -324,19 +331,26 @@ def _applicable(runs: pd.DataFrame, table: pd.DataFrame, spec: ClaimSpec) -> pd.
 
 
 # --------------------------------------------------------------------------- evaluation
-def evaluate(specs, final_runs: pd.DataFrame, rows: pd.DataFrame, alpha: float = stats.ALPHA) -> list[ClaimResult]:
-    """Every claim in ``specs`` checked on the final-phase runs and their per-epoch rows."""
+def evaluate(specs, final_runs: pd.DataFrame, rows: pd.DataFrame, alpha: float = stats.ALPHA,
+             runs_for: Callable[[str], tuple] | None = None) -> list[ClaimResult]:
+    """Every claim in ``specs`` checked on the final-phase runs and their per-epoch rows.
+
+    ``runs_for(objective) -> (runs, objective used)`` picks the final runs tuned for
+    a claim's ``tuned_for`` (``harness.report.frames.tuned_for``); without it
+    every final run takes part.
+    """
     specs = list(specs)
     curves = Curves(final_runs, rows)
-    usable = final_runs[final_runs["cell_id"].map(curves.usable)] if len(final_runs) else final_runs
     results = []
     for spec in specs:
+        chosen, objective = runs_for(spec.tuned_for) if runs_for is not None else (final_runs, "")
+        usable = chosen[chosen["cell_id"].map(curves.usable).astype(bool)] if len(chosen) else chosen
         table, note = pair_table(usable, spec) if len(usable) else (pd.DataFrame(), "no usable runs")
         if not table.empty:
             table = _applicable(usable, table, spec)
             if table.empty:
                 note = "no pair in a section this claim applies to"
-        result = ClaimResult(spec, table, note)
+        result = ClaimResult(spec, table, note, tuned_for=objective)
         for budget in spec.budgets:
             br = BudgetResult(budget)
             if not table.empty:
@@ -445,7 +459,8 @@ def verdict_table(results) -> pd.DataFrame:
         br = r.headline
         ev = br.evidence or stats.Evidence()
         per_section = "; ".join(f"{label}: {v}" for label, (v, _, _) in br.sections.items())
-        rows.append({"claim": r.spec.title, "budget": br.budget.label, "verdict": br.verdict,
+        rows.append({"claim": r.spec.title, "tuned for": r.tuned_for or "-", "budget": br.budget.label,
+                     "verdict": br.verdict,
                      "sections": per_section, "median effect": _num(ev.median), "CI low": _num(ev.ci[0]),
                      "CI high": _num(ev.ci[1]), "pairs": ev.pairs, "ties": ev.ties,
                      "p": _num(ev.p) if ev.pairs else np.nan, "Holm p": _num(br.p_adj), "reason": br.reason})

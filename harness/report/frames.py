@@ -75,6 +75,27 @@ def final_phase(df: pd.DataFrame) -> pd.DataFrame:
     return final if len(final) else df
 
 
+TABLE_OBJECTIVE = "val_loss"    # the tables' runs are those tuned for it (when the sweep tuned for it)
+
+
+def tuned_for(final_runs: pd.DataFrame, manifest: dict | None, objective: str) -> tuple[pd.DataFrame, str]:
+    """The final runs whose learning rates were chosen for ``objective``, and the objective they were.
+
+    The sweep's manifest lists, per tuning objective, the final cells its choices
+    made (``selection``). A sweep without that record (older sweeps, a sweep with
+    no tuning) has one final run per setting and seed: all of them, objective "".
+    An objective the sweep did not tune for falls back to the tables' objective
+    (or the first one recorded), and the second value says which was used.
+    """
+    selection = (manifest or {}).get("selection")
+    if not isinstance(selection, dict) or not selection:
+        return final_runs, ""
+    if objective not in selection:
+        objective = TABLE_OBJECTIVE if TABLE_OBJECTIVE in selection else next(iter(selection))
+    ids = set(selection[objective] or ())
+    return final_runs[final_runs["cell_id"].isin(ids)].reset_index(drop=True), objective
+
+
 def runs(df: pd.DataFrame) -> pd.DataFrame:
     """One row per run (cell): its setting, seed, status and its last and first records.
 

@@ -32,23 +32,22 @@ from harness.errors import HarnessError, UsageError, unknown
 from harness.learning.runconfig import RUN, RUN_PARAMS, SEED, parse_hidden, parse_schedule, split_schedule
 from harness.learning.schedules import validate as validate_schedule
 from harness.learning.split import PREPROCESS_PARAMS, load_dataset, split_indices
+from harness.plugin.claims import TUNING_OBJECTIVES
 from harness.plugin.specs import Param
 
-__all__ = ["SweepConfig", "TUNE_METRICS", "MAX_SEEDS", "MIN_PER_CLASS", "load_config", "load_run_settings",
+__all__ = ["SweepConfig", "TUNE_METRICS", "DEFAULT_LR_GRID", "TABLE_OBJECTIVE", "MAX_SEEDS", "MIN_PER_CLASS", "load_config", "load_run_settings",
            "parse_set", "preset_path", "settings_help"]
 
-# tuning metric -> True when larger is better
-TUNE_METRICS = {
-    "val_loss": False,
-    "val_accuracy": True,
-    "val_balanced_accuracy": True,
-    "val_macro_f1": True,
-    "val_minority_recall": True,
-}
+# tuning objective -> True when larger is better (defined with ClaimSpec.tuned_for, which names one)
+TUNE_METRICS = TUNING_OBJECTIVES
+TABLE_OBJECTIVE = "val_loss"      # the report's tables compare runs tuned for it; always among the objectives
+# the grid of an optimizer that declares none and gets none from the config: 1e-3 .. 1, 7 log-spaced rates
+DEFAULT_LR_GRID = tuple(float(f"{10 ** (-3 + k / 2):.12g}") for k in range(7))
+MAX_EXTENSIONS = Param("max_extensions", 3, "grid steps added past each edge at most", low=0)
 BACKEND = Param("backend", "loky", "where cells run", choices=("loky", "dask"))
 TOP_KEYS = ("name", "out", "datasets", "losses", "optimizers", "seeds", "jobs", "backend",
             "scheduler", "timeout", "run", "tune", "optimizer", "loss", "dataset")
-TUNE_KEYS = ("seeds", "metric", "lr")
+TUNE_KEYS = ("seeds", "metric", "lr", "per_seed", "max_extensions")
 PLUGIN_KINDS = {"optimizer": "optimizers", "loss": "losses", "dataset": "datasets"}
 ALL = "*"   # `optimizer."*".param` (or `optimizer.param`): every selected plugin of that kind that has it
 MAX_SEEDS = 10_000
@@ -67,6 +66,10 @@ class SweepConfig:
     holds per-optimizer learning-rate grids that replace ``run["lr"]``.
     ``notes`` are lines a user should read before the sweep runs (e.g. what
     ``run.lr`` on the command line did to the file's ``[tune.lr]``).
+    ``plugin_lr_grids`` holds the grids the selected optimizers declare
+    (``OptimizerSpec.lr_grid``). ``tune_metrics`` are the tuning objectives,
+    ``per_seed`` whether each seed picks its own rate (else ``tune_seeds``
+    pick one for all), ``max_extensions`` the edge extensions allowed per side.
     """
 
     name: str = "default"
@@ -81,8 +84,11 @@ class SweepConfig:
     timeout: float = TIMEOUT.default
     run: dict = field(default_factory=dict)
     tune_seeds: tuple = (0,)
-    tune_metric: str = "val_loss"
+    tune_metrics: tuple = (TABLE_OBJECTIVE,)
+    per_seed: bool = True
+    max_extensions: int = MAX_EXTENSIONS.default
     lr_grids: dict = field(default_factory=dict)
+    plugin_lr_grids: dict = field(default_factory=dict)
     plugin_grids: dict = field(default_factory=lambda: {k: {} for k in PLUGIN_KINDS})
     source: str = ""
     notes: tuple = ()
@@ -95,8 +101,32 @@ class SweepConfig:
         """The grid of engine setting ``name`` (the RunConfig default if not set)."""
         return self.run.get(name, (RUN[name].default,))
 
+    @property
+    def tune_metric(self) -> str:
+        """The first tuning objective (the tables' one comes first)."""
+        return self.tune_metrics[0]
+
+    @property
+    def tuning_seeds(self) -> tuple:
+        """The seeds whose tuning runs choose the rates: every seed when tuning per seed."""
+        return self.seeds if self.per_seed else self.tune_seeds
+
+    def lr_source(self, optimizer: str) -> str:
+        """Where ``optimizer``'s grid comes from: ``config`` (tune.lr), ``run.lr``, ``plugin`` or ``default``."""
+        if optimizer in self.lr_grids:
+            return "config"
+        if "lr" in self.run:
+            return "run.lr"
+        return "plugin" if self.plugin_lr_grids.get(optimizer) else "default"
+
     def lr_grid(self, optimizer: str) -> tuple:
-        return self.lr_grids.get(optimizer, self.run_grid("lr"))
+        """The learning rates ``optimizer`` is tuned over, by the precedence in docs/sweep.md."""
+        source = self.lr_source(optimizer)
+        if source == "config":
+            return self.lr_grids[optimizer]
+        if source == "run.lr":
+            return self.run["lr"]
+        return tuple(self.plugin_lr_grids[optimizer]) if source == "plugin" else DEFAULT_LR_GRID
 
     def param_grids(self, kind: str, name: str) -> dict:
         """``{param: grid}`` for plugin ``name``: its own settings over the ``"*"`` ones."""
@@ -124,7 +154,8 @@ class SweepConfig:
             "optimizers": list(self.optimizers), "seeds": list(self.seeds), "jobs": self.jobs,
             "backend": self.backend, "scheduler": self.scheduler, "timeout": self.timeout,
             "run": {k: grid(v) for k, v in self.run.items()},
-            "tune": {"seeds": list(self.tune_seeds), "metric": self.tune_metric,
+            "tune": {"seeds": list(self.tune_seeds), "metric": list(self.tune_metrics),
+                     "per_seed": self.per_seed, "max_extensions": self.max_extensions,
                      "lr": {k: list(v) for k, v in self.lr_grids.items()}},
             **{kind: {name: {p: grid(g) for p, g in params.items()} for name, params in table.items()}
                for kind, table in self.plugin_grids.items()},
@@ -311,7 +342,8 @@ def load_config(path: str | None = None, *, sets: Sequence[str] = (), overrides:
         dropped = isinstance(raw.get("tune"), dict) and raw["tune"].pop("lr", None) is not None
         what = ("learning rates are not tuned" if len(lr) == 1
                 else "every optimizer tunes its learning rate over this grid")
-        notes.append(f"run.lr={','.join(lr)} given: {what}" + ("; [tune.lr] ignored" if dropped else ""))
+        ignored = "[tune.lr] and the optimizers' declared grids" if dropped else "the optimizers' declared grids"
+        notes.append(f"run.lr={','.join(lr)} given: {what}; {ignored} ignored")
     if overrides.get("backend") == "loky" and not overrides.get("scheduler"):
         raw.pop("scheduler", None)   # the file's dask address does not apply to a local run
     tree = _Tree(raw)
@@ -354,6 +386,8 @@ def load_run_settings(dataset: str, loss: str, optimizer: str, *, seed: Any = SE
                                  f"write {kind}.PARAM=VALUE or {kind}.{chosen[kind]}.PARAM=VALUE")
     config = _validate(tree.tree, "", registry)
     tree.check_replaced("", registry)
+    if "lr" not in config.run:   # one run trains at run.lr, never over the optimizer's declared grid
+        config = replace(config, run={**config.run, "lr": (RUN["lr"].default,)})
     for kind, table in config.plugin_grids.items():
         for name, params in table.items():
             for pname, grid in params.items():
@@ -533,15 +567,25 @@ def _validate(tree: dict, source: str, registry) -> SweepConfig:
         value = tune["seeds"]
         kw["tune_seeds"] = _seed_list("tune.seeds", value.split(",") if isinstance(value, str)
                                       else _as_list("tune.seeds", value))
-    if "metric" in tune:
-        kw["tune_metric"] = _parse_param("tune.metric", Param("metric", "val_loss", choices=tuple(TUNE_METRICS)),
-                                         _scalar("tune.metric", tune["metric"]))
+    kw["tune_metrics"] = _objectives(tune.get("metric"), registry, kw)
+    if "per_seed" in tune:
+        kw["per_seed"] = _parse_param("tune.per_seed", Param("per_seed", True),
+                                      _scalar("tune.per_seed", tune["per_seed"]))
+    elif "seeds" in tune:
+        kw["per_seed"] = False   # naming the tuning seeds asks for tuning once on them
+    if kw.get("per_seed", True) and "seeds" in tune:
+        raise UsageError("tune.seeds: only used with tune.per_seed = false (per seed, every seed tunes itself)")
+    if "max_extensions" in tune:
+        kw["max_extensions"] = _parse_param("tune.max_extensions", MAX_EXTENSIONS,
+                                            _scalar("tune.max_extensions", tune["max_extensions"]))
     lr_grids = {}
     for opt, grid in _table("tune.lr", tune.get("lr", {})).items():
         if opt not in registry.optimizers:
             raise UsageError(f"tune.lr: {unknown('optimizer', opt, registry.optimizers)}")
         lr_grids[opt] = _grid(f"tune.lr.{opt}", RUN["lr"], grid)
     kw["lr_grids"] = lr_grids
+    kw["plugin_lr_grids"] = {name: tuple(registry.optimizers[name].lr_grid) for name in kw["optimizers"]
+                             if getattr(registry.optimizers[name], "lr_grid", ())}
 
     kw["plugin_grids"] = {kind: _plugin_grids(kind, tree.get(kind, {}), registry, kw[plural])
                           for kind, plural in PLUGIN_KINDS.items()}
@@ -549,6 +593,25 @@ def _validate(tree: dict, source: str, registry) -> SweepConfig:
     _check_schedules(config)
     _check_splits(config, registry)
     return config
+
+
+def _objectives(value, registry, kw: dict) -> tuple:
+    """``tune.metric``: one objective or a list; by default those the sweep's claims ask for, plus the tables'.
+
+    A claim counts when the plugins it compares are all selected (claims on other factors always count).
+    """
+    if value is None:
+        wanted = [spec.tuned_for for spec in getattr(registry, "claims", {}).values()
+                  if _claim_in_sweep(spec, kw)]
+    else:
+        param = Param("metric", TABLE_OBJECTIVE, choices=tuple(TUNE_METRICS))
+        wanted = [_parse_param("tune.metric", param, v) for v in _as_list("tune.metric", value)]
+    return _dedupe([TABLE_OBJECTIVE, *wanted] if value is None else wanted)
+
+
+def _claim_in_sweep(spec, kw: dict) -> bool:
+    selected = {"optimizer": kw["optimizers"], "loss": kw["losses"], "dataset": kw["datasets"]}.get(spec.factor)
+    return selected is None or all(side in selected for side in spec.sides)
 
 
 def _plugin_grids(kind: str, table: Any, registry, selected: tuple) -> dict:

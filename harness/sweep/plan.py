@@ -2,19 +2,26 @@
 
 A *group* is one (dataset, loss, optimizer, non-learning-rate grid point). Its
 learning rate is tuned on the validation split (phase ``"tune"``: every lr of
-the grid on the tuning seeds), then the chosen lr runs on every seed (phase
+its grid on the tuning seeds), then the chosen rates run on every seed (phase
 ``"final"``). A group whose lr grid has one value is not tuned: its final cells
 are known at once.
 
-Tuning rule (:func:`select_lr`, documented in docs/sweep.md): a learning rate is
-eligible when every one of its tuning runs ended ``done`` or ``stopped`` with a
-finite metric; the score is the metric of the last epoch averaged over the
-tuning seeds (``val_loss`` by default, lower is better); the best score wins and
-ties go to the smaller learning rate. The test split is never looked at.
+Tuning protocol (docs/sweep.md states every rule):
 
-A cell's id hashes its fully resolved ``RunConfig`` (plugin defaults included,
-so a changed default reruns it) and its phase: it does not depend on the order
-of the plan, so resume and distribution need no bookkeeping.
+* the grid comes from ``tune.lr.<optimizer>``, else ``run.lr``, else the
+  optimizer's declared ``lr_grid``, else ``DEFAULT_LR_GRID`` (flagged);
+* each *objective* (:data:`TUNE_METRICS`) is read from the same tuning runs
+  (:func:`objective_values`) and chooses its own rate (:func:`select_lr`), once
+  for all seeds on the tuning seeds or per seed on each seed's own runs;
+* a choice at the grid's edge extends the grid one log step that way
+  (:func:`next_rate`) until the choice is interior, the rate beyond it does not
+  finish (a diverged run is not eligible, so the choice stops being the edge),
+  or ``max_extensions`` per side are spent; what is still at an edge is flagged.
+
+The test split is never looked at. A cell's id hashes its fully resolved
+``RunConfig`` (plugin defaults included, so a changed default reruns it) and
+its phase: it does not depend on the order of the plan, so resume, extension
+and distribution need no bookkeeping.
 """
 from __future__ import annotations
 
@@ -27,11 +34,11 @@ from typing import Iterable, Mapping, Sequence
 
 from harness.learning.runconfig import RUN_PARAMS, RunConfig, resolve_run, run_problem, validate_run
 from harness.learning.split import PREPROCESS_PARAMS
-from harness.sweep.config import TUNE_METRICS, SweepConfig
+from harness.sweep.config import DEFAULT_LR_GRID, TUNE_METRICS, SweepConfig
 from harness.learning.checks import refusal
 
 __all__ = ["Cell", "Group", "Plan", "cell_id", "build_plan", "single_run", "select_lr", "final_cells",
-           "format_plan"]
+           "format_plan", "objective_values", "choose", "edge_sides", "next_rate", "tune_cells", "ONCE"]
 
 # RunConfig fields a sweep grids over (besides lr, which is tuned, and seed)
 GRID_FIELDS = tuple(p.name for p in RUN_PARAMS if p.name != "lr")
@@ -75,10 +82,16 @@ class Group:
     lr_grid: tuple
     skip: str | None = None
     point: tuple = ()      # (key, value) of the grid axes with more than one value
+    grid_source: str = "config"   # config (tune.lr), run.lr, plugin (OptimizerSpec.lr_grid) or default
 
     @property
     def tuned(self) -> bool:
         return len(self.lr_grid) > 1
+
+    @property
+    def key(self) -> RunConfig:
+        """The group's identity: its base config with lr and seed blanked."""
+        return replace(self.base, lr=0.0, seed=0)
 
     def at(self, lr: float, seed: int) -> RunConfig:
         return replace(self.base, lr=float(lr), seed=int(seed))
@@ -100,14 +113,15 @@ class Plan:
 
     def counts(self) -> dict:
         tuned = [g for g in self.groups if g.tuned and not g.skip]
+        seeds = set(self.config.seeds)
         return {
             "groups": len(self.groups),
             "tune_cells": len(self.tune),
             "tune_skipped": sum(c.skip is not None for c in self.tune),
             "final_known": len(self.final),
             "final_skipped": sum(c.skip is not None for c in self.final),
-            "final_after_tuning": len(tuned) * len(self.config.seeds),
-            "final_reused": len(tuned) * len(set(self.config.seeds) & set(self.config.tune_seeds)),
+            "final_after_tuning": len(tuned) * len(seeds),   # at least: objectives may choose more rates
+            "final_reused": len(tuned) * len(seeds & set(self.config.tuning_seeds)),
         }
 
 
@@ -170,21 +184,20 @@ def build_plan(config: SweepConfig, registry) -> Plan:
                 + [(f"optimizer.{k}", v) for k, v in opt_point.items()]
                 + [(f"loss.{k}", v) for k, v in loss_point.items()]
                 + [(f"dataset.{k}", v) for k, v in ds_point.items()]) if key in varying)
-            lr_grid = config.lr_grid(opt_name)
+            lr_grid = tuple(sorted(set(float(x) for x in config.lr_grid(opt_name))))
             settings = {**{k: v for k, v in run_point.items() if k != "schedule"},
                         **run_point["schedule"].fields(), "lr": lr_grid[0]}
             base = resolve_run(ds_name, loss_name, opt_name, registry=registry, seed=config.seeds[0],
                                settings=settings, optimizer_params=opt_point, loss_params=loss_point,
                                dataset_params=ds_point)
             group_skip = None
+            group = Group(base, lr_grid, None, point, config.lr_source(opt_name))
             if len(lr_grid) > 1:
-                cells = [Cell(c, "tune", _check(specs, c))
-                         for c in (replace(base, lr=float(lr), seed=int(s))
-                                   for lr in lr_grid for s in config.tune_seeds)]
+                cells = tune_cells(group, lr_grid, config.tuning_seeds, registry)
                 tune.extend(cells)
                 if all(c.skip for c in cells):
                     group_skip = cells[0].skip
-            group = Group(base, tuple(float(x) for x in lr_grid), group_skip, point)
+            group = replace(group, skip=group_skip)
             groups.append(group)
             if not group.tuned:
                 cells = [Cell(c, "final", _check(specs, c)) for c in (group.at(lr_grid[0], s) for s in config.seeds)]
@@ -211,62 +224,147 @@ def single_run(config: SweepConfig, registry) -> RunConfig:
 
 
 # --------------------------------------------------------------------------- tuning
-def select_lr(group: Group, outcomes: Mapping[tuple, tuple], metric: str = "val_loss",
-              tune_seeds: Sequence[int] = (0,)) -> tuple[float | None, str, dict]:
-    """Choose the learning rate of ``group`` from its tuning runs.
+ONCE = "all"          # the seed key of a choice made once for every seed
+OK = ("done", "stopped")
 
-    ``outcomes[(lr, seed)] = (status, last-epoch metric value)``. Returns
-    ``(lr or None, explanation, scores)`` where ``scores[lr]`` is the mean
-    metric (NaN when not eligible).
+
+def tune_cells(group: Group, rates: Sequence[float], seeds: Sequence[int], registry=None) -> list[Cell]:
+    """The tuning cells of ``group`` at ``rates`` on ``seeds`` (refused ones carry their reason)."""
+    cells = []
+    for lr in rates:
+        for s in seeds:
+            config = group.at(lr, s)
+            skip = _check(_specs(registry, config), config) if registry is not None else None
+            cells.append(Cell(config, "tune", skip))
+    return cells
+
+
+def _specs(registry, config: RunConfig) -> tuple:
+    return (registry.optimizers[config.optimizer], registry.losses[config.loss], registry.datasets[config.dataset])
+
+
+def objective_values(rows, objectives: Iterable[str] = TUNE_METRICS) -> tuple[str, dict]:
+    """``(status, {objective: value})`` of one stored run (a frame of its epochs, in order).
+
+    ``X``: the last epoch's value; ``X_best``: the best over the epochs (min for a
+    loss, max otherwise); ``train_loss_auc``: the mean training loss over epochs
+    0..E (its area under the curve over the epochs). Missing or non-finite -> None.
+    """
+    status = str(rows["status"].iloc[-1])
+    out = {}
+    for objective in objectives:
+        column = objective.removesuffix("_best").removesuffix("_auc")
+        if column not in rows.columns:
+            out[objective] = None
+            continue
+        values = [float(v) for v in rows[column].tolist() if v is not None]
+        values = [v for v in values if not math.isnan(v)]
+        if not values:
+            out[objective] = None
+            continue
+        if objective.endswith("_auc"):
+            value = sum(values) / len(values)
+        elif objective.endswith("_best"):
+            value = max(values) if TUNE_METRICS[objective] else min(values)
+        else:
+            value = values[-1]
+        out[objective] = value if math.isfinite(value) else None
+    return status, out
+
+
+def select_lr(grid: Sequence[float], outcomes: Mapping[tuple, tuple], metric: str = "val_loss",
+              seeds: Sequence[int] = (0,)) -> tuple[float | None, str, dict]:
+    """Choose a learning rate of ``grid`` for ``metric`` from the tuning runs on ``seeds``.
+
+    ``outcomes[(lr, seed)] = (status, {objective: value})`` (see
+    :func:`objective_values`). A rate is eligible when every one of its runs on
+    ``seeds`` ended done or stopped with a finite value; the best mean wins, ties
+    go to the smaller rate. Returns ``(lr or None, explanation, scores)`` where
+    ``scores[lr]`` is the mean (NaN when not eligible).
     """
     larger_is_better = TUNE_METRICS[metric]
     scores, eligible = {}, []
-    for lr in group.lr_grid:
-        runs = [outcomes.get((lr, s)) for s in tune_seeds]
-        ok = all(r is not None and r[0] in ("done", "stopped") and r[1] is not None
-                 and math.isfinite(r[1]) for r in runs)
-        score = sum(r[1] for r in runs) / len(runs) if ok else math.nan
-        scores[lr] = score
+    for lr in grid:
+        runs = [outcomes.get((lr, s)) for s in seeds]
+        values = [r[1].get(metric) if r is not None and r[0] in OK else None for r in runs]
+        ok = all(v is not None for v in values)
+        scores[lr] = sum(values) / len(values) if ok else math.nan
         if ok:
             eligible.append(lr)
     if not eligible:
-        statuses = sorted({r[0] for lr in group.lr_grid for s in tune_seeds
-                           if (r := outcomes.get((lr, s))) is not None})
-        return None, (f"no learning rate of {list(group.lr_grid)} finished on the tuning seeds "
+        statuses = sorted({r[0] for lr in grid for s in seeds if (r := outcomes.get((lr, s))) is not None})
+        return None, (f"no learning rate of {[float(x) for x in grid]} finished on seed(s) {list(seeds)} "
                       f"(statuses: {', '.join(statuses) or 'none'})"), scores
     sign = -1.0 if larger_is_better else 1.0
     best = min(eligible, key=lambda lr: (round(sign * scores[lr], 12), lr))
-    return best, f"lr={best:g}: best mean last-epoch {metric} {scores[best]:.6g} on seeds {list(tune_seeds)}", scores
+    return best, f"lr={best:g}: best mean {metric} {scores[best]:.6g} on seed(s) {list(seeds)}", scores
+
+
+def choose(grid: Sequence[float], outcomes: Mapping[tuple, tuple], objectives: Sequence[str],
+           seeds: Sequence[int], per_seed: bool) -> dict:
+    """``{objective: {seed or ONCE: (lr or None, why)}}``: per seed on each seed's own runs, or once on all."""
+    out = {}
+    for objective in objectives:
+        if per_seed:
+            out[objective] = {s: select_lr(grid, outcomes, objective, (s,))[:2] for s in seeds}
+        else:
+            out[objective] = {ONCE: select_lr(grid, outcomes, objective, seeds)[:2]}
+    return out
+
+
+def edge_sides(grid: Sequence[float], choices: Mapping) -> set:
+    """``{"low", "high"}``: the edges of ``grid`` some choice sits on."""
+    sides = set()
+    for per_seed in choices.values():
+        for lr, _ in per_seed.values():
+            if lr is not None and lr == grid[0]:
+                sides.add("low")
+            if lr is not None and lr == grid[-1]:
+                sides.add("high")
+    return sides
+
+
+def next_rate(grid: Sequence[float], side: str) -> float:
+    """One step past ``grid``'s ``side`` with the spacing of its last step there (log spacing kept)."""
+    if side == "low":
+        value = grid[0] * grid[0] / grid[1]
+    else:
+        value = grid[-1] * grid[-1] / grid[-2]
+    return float(f"{value:.12g}")   # a short stable spelling: the cell id hashes it
 
 
 def final_cells(group: Group, lr: float | None, seeds: Sequence[int], reason: str = "",
                 registry=None) -> list[Cell]:
-    """The final cells of a tuned group: the chosen lr on every seed (skipped when none)."""
+    """The final cells of a tuned group: ``lr`` on ``seeds`` (skipped with ``reason`` when None)."""
     if lr is None:
         return [Cell(group.at(math.nan, s), "final", reason) for s in seeds]
     cells = []
     for s in seeds:
         config = group.at(lr, s)
-        skip = None
-        if registry is not None:
-            skip = _check((registry.optimizers[config.optimizer], registry.losses[config.loss],
-                           registry.datasets[config.dataset]), config)
+        skip = _check(_specs(registry, config), config) if registry is not None else None
         cells.append(Cell(config, "final", skip))
     return cells
 
 
 # --------------------------------------------------------------------------- dry run
-def format_plan(plan: Plan) -> str:
-    """Human-readable plan: one line per group, the skips and the size."""
+def format_plan(plan: Plan, stored: Mapping | None = None) -> str:
+    """Human-readable plan: one line per group, the skips and the size.
+
+    ``stored`` is the sweep folder's manifest, if any: its grid extensions and
+    the choices still at an edge are listed (the plan itself cannot know them).
+    """
     cfg = plan.config
     n = plan.counts()
     lines = [*cfg.notes,
         f"sweep {cfg.name!r} -> {cfg.sweep_dir}",
         f"  {len(cfg.datasets)} datasets x {len(cfg.losses)} losses x {len(cfg.optimizers)} optimizers"
         f" -> {n['groups']} groups (grid points included); seeds {', '.join(map(str, cfg.seeds))}",
-        f"  tuning: learning rate chosen per group by the best mean last-epoch {cfg.tune_metric}"
-        f" on seed(s) {', '.join(map(str, cfg.tune_seeds))} (validation split; ties -> smaller lr)",
+        "  tuning: " + tuning_text(cfg),
     ]
+    defaults = sorted({g.base.optimizer for g in plan.groups if g.tuned and g.grid_source == "default"})
+    if defaults:
+        grid = ", ".join(f"{x:g}" for x in DEFAULT_LR_GRID)
+        lines.append(f"  default lr grid [{grid}] (no grid declared or configured): {', '.join(defaults)}")
     shared = [f"run.{k}={_show(v[0])}" for k, v in sorted(cfg.run.items()) if len(v) == 1 and k != "lr"]
     for kind, table in cfg.plugin_grids.items():
         for name, params in sorted(table.items()):
@@ -294,8 +392,36 @@ def format_plan(plan: Plan) -> str:
         f"plan: {n['tune_cells']} tune cells ({n['tune_skipped']} skipped), "
         f"{n['final_known'] + n['final_after_tuning']} final cells "
         f"({n['final_skipped']} skipped, {n['final_reused']} reuse their tuning run); "
-        f"{total} cells to train")
+        f"{total} cells to train, plus any grid extensions (and more final cells where objectives "
+        f"choose different rates)")
+    tuning = [e for e in (stored or {}).get("tuning") or () if isinstance(e, Mapping)]
+    if tuning:
+        grown = [e for e in tuning if sum((e.get("extensions") or {}).values())]
+        lines.append(f"stored tuning in {cfg.sweep_dir}: {len(grown)} group(s) extended their grid")
+        edges = format_edges(tuning)
+        lines += (["still at a grid edge after the limit:", *edges] if edges else ["no choice is at a grid edge"])
     return "\n".join(lines)
+
+
+def tuning_text(cfg: SweepConfig) -> str:
+    """The tuning protocol of ``cfg`` in one sentence (dry run and page)."""
+    how = ("each seed picks its own rates on its own validation split" if cfg.per_seed
+           else f"seed(s) {', '.join(map(str, cfg.tune_seeds))} pick one rate for every seed")
+    return (f"a learning rate per group for each objective ({', '.join(cfg.tune_metrics)}); {how}; "
+            f"a choice at a grid edge extends the grid one log step that way, at most {cfg.max_extensions} "
+            f"per side (ties -> smaller lr; the test split is never used)")
+
+
+def format_edges(tuning: Sequence[Mapping]) -> list[str]:
+    """Lines for the groups of a manifest's ``tuning`` whose choice is still at a grid edge."""
+    lines = []
+    for entry in tuning:
+        for flag in entry.get("edges") or ():
+            seed = "" if flag.get("seed") in (None, ONCE) else f" seed {flag['seed']}"
+            lines.append(f"  {entry['group']}: {flag['objective']}{seed} chose lr={flag['lr']:g}, the "
+                         f"{'smallest' if flag['side'] == 'low' else 'largest'} of its grid after "
+                         f"{entry['extensions'][flag['side']]} extension(s)")
+    return lines
 
 
 def _show(value):

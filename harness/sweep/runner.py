@@ -1,12 +1,22 @@
-"""Orchestration: config -> plan -> tune phase -> lr selection -> final phase -> store -> report.
+"""Orchestration: config -> plan -> tune phase (with grid extensions) -> lr choices -> final phase -> store.
+
+The report is not built here (the sweep and report layers are independent):
+``run_sweep`` returns the results and the manifest, and ``harness.cli.sweep``
+builds the page from them.
 
 Each step is a plain function; the store is the only state. Every cell result
 is written the moment it comes back from a worker, so a sweep can be killed at
 any time and rerun to resume (cells whose file exists are not rerun).
 
-A final cell whose configuration is identical to a tuning run (the chosen lr on
-a tuning seed) reuses that run's records instead of training it again: same
-config, same seed, same bits.
+Tuning (rules in ``harness.sweep.plan`` and docs/sweep.md) runs in rounds:
+the tuning cells run, every objective chooses its rates, and a choice at a grid
+edge adds one rate past that edge (ordinary stored ``tune`` cells, so a resume
+finds them stored) until no choice can move further. A final cell whose
+configuration is identical to a tuning run (the chosen lr on a tuning seed, which
+is every seed when tuning per seed) reuses that run's records instead of
+training it again: same config, same seed, same bits. Identical final cells
+chosen by several objectives run once; the manifest's ``selection`` lists,
+per objective, the final cells its choices made.
 
 A sweep folder holds one sweep: a run whose configuration differs from the one
 the folder's manifest records is refused (``--name`` gives it its own folder,
@@ -32,7 +42,8 @@ from harness.learning.runconfig import RunConfig
 from harness.errors import HarnessError, UsageError
 from harness.sweep.executor import connect, progress_bar, run_tasks
 from harness.results.manifest import command_line, environment, now, read_manifest, write_manifest
-from harness.sweep.plan import Cell, Plan, build_plan, final_cells, format_plan, select_lr
+from harness.sweep.plan import (ONCE, Cell, Group, Plan, build_plan, choose, edge_sides, final_cells,
+                                format_plan, next_rate, objective_values, select_lr, tune_cells)
 from harness.results.store import (SweepLock, cell_frame, clean_temporaries, export_csv, read_cell,
                                    read_results, status_frame, verify_stored, write_cell)
 
@@ -133,10 +144,13 @@ def _reference_task(config: RunConfig) -> ReferenceTask:
 # --------------------------------------------------------------------------- main process
 @dataclass
 class SweepOutcome:
+    """Where a finished sweep went: its folder, its results (None if unreadable) and manifest."""
+
     sweep_dir: Path
-    report: Path | None
     counts: dict
     seconds: float
+    results: object = None
+    manifest: dict | None = None
 
 
 class _Runner:
@@ -159,6 +173,9 @@ class _Runner:
         self.faulted: set = set()          # cells whose worker died or hung in this process
         self.stored = set() if force else verify_stored(sweep_dir, planned, log) - self._retry(sweep_dir)
         self.references: dict = {}
+        # tuning frames written by this process, kept so that choosing rates and reusing a tuning run
+        # need not read them back from disk (reading a stored cell costs tens of milliseconds)
+        self.tune_frames: dict = {}
         local = config.backend == "loky"
         # local workers are forked and inherit this (possibly test-injected) registry; dask workers load their own
         self.cell_fn = functools.partial(run_cell, registry=registry) if local else run_cell
@@ -244,6 +261,8 @@ class _Runner:
             for task, frame in self._run(self.cell_fn, tasks, desc):
                 write_cell(self.sweep_dir, frame)
                 self.written.add(task.cell_id)
+                if task.phase == "tune":
+                    self.tune_frames[task.cell_id] = frame
                 if task.cell_id not in self.faulted and self.crashed.pop(task.cell_id, None) is not None:
                     self.on_crash()    # a retried cell finished: forget its crash
                 status = str(frame["status"].iloc[-1])
@@ -255,11 +274,16 @@ class _Runner:
             bar.close()
         return counts
 
+    def frame(self, cell_id: str):
+        """A stored cell's records: from memory when this process ran it, else from the store."""
+        frame = self.tune_frames.get(cell_id)
+        return frame if frame is not None else read_cell(self.sweep_dir, cell_id)
+
     def reuse(self, cell: Cell, source: Cell) -> bool:
         """Store ``cell`` as a copy of the identical tuning run ``source``; False if unavailable."""
         if self.has(cell.id):
             return True
-        frame = read_cell(self.sweep_dir, source.id)
+        frame = self.frame(source.id)
         if frame is None or str(frame["status"].iloc[-1]) in ("error", "timeout", "skipped"):
             return False
         frame = frame.copy()
@@ -270,18 +294,15 @@ class _Runner:
         return True
 
 
-def _tune_outcomes(runner: _Runner, cells: list, metric: str) -> dict:
-    """{group base: {(lr, seed): (status, last-epoch metric)}} read back from the store."""
+def _tune_outcomes(runner: _Runner, cells: list, objectives) -> dict:
+    """{group key: {(lr, seed): (status, {objective: value})}} read back from the store."""
     outcomes: dict = {}
     for cell in cells:
-        frame = read_cell(runner.sweep_dir, cell.id)
+        frame = runner.frame(cell.id)
         if frame is None:
             continue
-        last = frame.iloc[-1]
-        value = last.get(metric)
-        value = float(value) if value is not None and not _isnan(value) else None
         base = replace(cell.config, lr=0.0, seed=0)
-        outcomes.setdefault(base, {})[(cell.config.lr, cell.config.seed)] = (str(last["status"]), value)
+        outcomes.setdefault(base, {})[(cell.config.lr, cell.config.seed)] = objective_values(frame, objectives)
     return outcomes
 
 
@@ -321,16 +342,17 @@ def _counts(results) -> dict:
 
 
 def run_sweep(config: SweepConfig, *, registry=None, argv=None, quiet: bool = False, dry_run: bool = False,
-              force: bool = False, csv: bool = False, report: bool = True,
+              force: bool = False, csv: bool = False,
               echo: Callable[[str], None] = print) -> SweepOutcome | None:
-    """Run (or with ``dry_run`` only print) the sweep; returns where everything went."""
+    """Run (or with ``dry_run`` only print) the sweep; returns where everything went (the caller builds
+    the report from ``SweepOutcome.results`` and ``.manifest``)."""
     if registry is None:
         from harness.plugin.loader import load_registry
 
         registry = load_registry()
     plan: Plan = build_plan(config, registry)
     if dry_run:
-        echo(format_plan(plan))
+        echo(format_plan(plan, read_manifest(config.sweep_dir)))
         return None
 
     _refuse_another_sweep(config, force)
@@ -338,7 +360,7 @@ def run_sweep(config: SweepConfig, *, registry=None, argv=None, quiet: bool = Fa
     try:
         datasets = _describe_datasets(config, registry)
         return _run(config, plan, registry, datasets, client, argv=argv, quiet=quiet, force=force, csv=csv,
-                    report=report, echo=echo)
+                    echo=echo)
     finally:
         if client is not None:
             client.close()
@@ -363,7 +385,7 @@ def _refuse_another_sweep(config: SweepConfig, force: bool) -> None:
 
 
 def _run(config: SweepConfig, plan: Plan, registry, datasets: dict, client, *, argv, quiet: bool,
-         force: bool, csv: bool, report: bool, echo) -> SweepOutcome:
+         force: bool, csv: bool, echo) -> SweepOutcome:
     def log(message: str) -> None:
         if not quiet:
             print(message, file=sys.stderr, flush=True)
@@ -381,14 +403,18 @@ def _run(config: SweepConfig, plan: Plan, registry, datasets: dict, client, *, a
             "cwd": str(Path.cwd()),
             "config": config.to_dict(),
             "seeds": list(config.seeds),
-            "tune_seeds": list(config.tune_seeds),
+            "tune_seeds": list(config.tuning_seeds),   # every seed when tuning per seed
             "execution": {"backend": config.backend, "jobs": config.jobs, "scheduler": config.scheduler},
             "environment": environment(registry),
             "datasets": datasets,
             "started": now(),
             "finished": None,
+            "tuning_protocol": {"objectives": list(config.tune_metrics), "per_seed": config.per_seed,
+                                "seeds": list(config.tuning_seeds), "max_extensions": config.max_extensions},
             "tuning": [],
-            "cells": sorted({c.id for c in plan.tune + plan.final}),
+            "selection": {},
+            # a resume keeps the cells the last run added (grid extensions, final cells): they count as stored
+            "cells": sorted({c.id for c in plan.tune + plan.final} | set(previous.get("cells") or ())),
             "crashed": dict(previous.get("crashed") or {}),
         }
         if client is not None:
@@ -398,31 +424,8 @@ def _run(config: SweepConfig, plan: Plan, registry, datasets: dict, client, *, a
                          crashed=manifest["crashed"], on_crash=lambda: write_manifest(sweep_dir, manifest),
                          planned=manifest["cells"])
         try:
-            # phase 1: every lr of every tuned group on the tuning seeds
-            runner.run_cells(plan.tune, "tune")
-            outcomes = _tune_outcomes(runner, plan.tune, config.tune_metric)
-            by_config = {c.config: c for c in plan.tune}
-            finals = list(plan.final)
-            reused = []
-            for group in plan.groups:
-                if not group.tuned or group.skip:
-                    continue
-                lr, why, scores = select_lr(group, outcomes.get(replace(group.base, lr=0.0, seed=0), {}),
-                                            config.tune_metric, config.tune_seeds)
-                manifest["tuning"].append({
-                    "group": group.describe(), "dataset": group.base.dataset, "loss": group.base.loss,
-                    "optimizer": group.base.optimizer, "lr_grid": list(group.lr_grid),
-                    "scores": {f"{k:g}": (None if math.isnan(v) else v) for k, v in scores.items()},
-                    "metric": config.tune_metric, "chosen_lr": lr, "why": why})
-                for cell in final_cells(group, lr, config.seeds, why, registry):
-                    source = by_config.get(cell.config)
-                    if source is not None and cell.skip is None and runner.reuse(cell, source):
-                        reused.append(cell)
-                    else:
-                        finals.append(cell)
-            manifest["cells"] = sorted(set(manifest["cells"]) | {c.id for c in finals + reused})
-            write_manifest(sweep_dir, manifest)
-            # phase 2: the chosen setting on every seed
+            finals, reused = _tune(config, plan, registry, runner, manifest)
+            # phase 2: the chosen rates on every seed
             log(f"final phase: {len(reused)} cells reuse their tuning run")
             runner.run_cells(finals, "final")
             manifest["status"] = "complete"
@@ -436,17 +439,12 @@ def _run(config: SweepConfig, plan: Plan, registry, datasets: dict, client, *, a
             results = _finish(sweep_dir, manifest, start)
         if csv:
             echo(f"results CSV: {export_csv(sweep_dir, results)}")
-        report_path = None
-        if report:
-            report_path = _build_report(sweep_dir, results, manifest)
     seconds = time.perf_counter() - start
     counts = manifest["counts"]
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts["by_status"].items()))
     echo(f"sweep {config.name!r}: {counts['cells']} cells ({summary}) in {seconds:.0f} s; "
          f"results in {sweep_dir / 'results'}")
-    if report_path is not None:
-        echo(f"report: {report_path}")
-    return SweepOutcome(sweep_dir, report_path, counts, seconds)
+    return SweepOutcome(sweep_dir, counts, seconds, results, manifest)
 
 
 def _finish(sweep_dir: Path, manifest: dict, start: float):
@@ -469,16 +467,92 @@ def _finish(sweep_dir: Path, manifest: dict, start: float):
     return results if not failing else None
 
 
-def _build_report(sweep_dir: Path, results, manifest: dict) -> Path:
-    try:
-        from harness.report import build_report
-    except ImportError as exc:
-        raise HarnessError(f"results are stored in {sweep_dir}, but the report builder is unavailable: "
-                           f"{exc}") from None
-    try:
-        return Path(build_report(sweep_dir, results=results, manifest=manifest))
-    except HarnessError:
-        raise
-    except Exception as exc:
-        raise HarnessError(f"results are stored in {sweep_dir}, but building the report failed "
-                           f"({_last_line(exc)}); retry with `python -m harness report {sweep_dir}`") from None
+# --------------------------------------------------------------------------- tuning rounds
+def _tune(config: SweepConfig, plan: Plan, registry, runner: _Runner, manifest: dict) -> tuple[list, list]:
+    """Run the tuning rounds, record every choice; returns (final cells to run, final cells reused)."""
+    objectives, seeds = config.tune_metrics, config.tuning_seeds
+    groups = [g for g in plan.groups if g.tuned and not g.skip]
+    grids = {g.key: list(g.lr_grid) for g in groups}
+    extensions = {g.key: {"low": 0, "high": 0} for g in groups}
+    cells, batch, round_, outcomes = list(plan.tune), list(plan.tune), 0, {}
+    while True:
+        runner.run_cells(batch, "tune" if round_ == 0 else f"tune +{round_}")
+        for key, found in _tune_outcomes(runner, batch, objectives).items():
+            outcomes.setdefault(key, {}).update(found)
+        batch = []
+        for group in groups:
+            grid = grids[group.key]
+            picks = choose(grid, outcomes.get(group.key, {}), objectives, seeds, config.per_seed)
+            for side in sorted(edge_sides(grid, picks)):
+                if extensions[group.key][side] >= config.max_extensions:
+                    continue
+                lr = next_rate(grid, side)
+                grid.insert(0 if side == "low" else len(grid), lr)
+                extensions[group.key][side] += 1
+                batch += tune_cells(group, [lr], seeds, registry)
+        if not batch:
+            break
+        round_ += 1
+        cells += batch
+        manifest["cells"] = sorted(set(manifest["cells"]) | {c.id for c in batch})
+        write_manifest(runner.sweep_dir, manifest)
+        runner.log(f"grid extension {round_}: {len(batch) // max(1, len(seeds))} rate(s) past a grid edge")
+    by_config = {c.config: c for c in cells}
+    finals, reused = list(plan.final), []
+    # plan.final: untuned groups and groups whose every tuning cell was refused; every objective has them
+    selection = {o: [c.id for c in plan.final] for o in objectives}
+    chosen_cells: dict = {}
+    for group in groups:
+        grid = grids[group.key]
+        results = outcomes.get(group.key, {})
+        picks = choose(grid, results, objectives, seeds, config.per_seed)
+        manifest["tuning"].append(_tuning_entry(group, grid, extensions[group.key], picks, results, config))
+        for objective, by_seed in picks.items():
+            for seed in config.seeds:
+                lr, why = by_seed[seed if config.per_seed else ONCE]
+                cell = final_cells(group, lr, [seed], why, registry)[0]
+                selection[objective].append(cell.id)
+                chosen_cells.setdefault(cell.id, cell)
+    for cell in chosen_cells.values():
+        source = by_config.get(cell.config)
+        if source is not None and cell.skip is None and runner.reuse(cell, source):
+            reused.append(cell)
+        else:
+            finals.append(cell)
+    manifest["selection"] = selection
+    manifest["cells"] = sorted(set(manifest["cells"]) | {c.id for c in finals + reused})
+    write_manifest(runner.sweep_dir, manifest)
+    return finals, reused
+
+
+def _tuning_entry(group: Group, grid: list, extended: dict, picks: dict, results: dict,
+                  config: SweepConfig) -> dict:
+    """The manifest's record of one group's tuning: grid run, choices per objective (and seed), edges."""
+    seeds = config.tuning_seeds
+    chosen, why, edges = {}, {}, []
+    for objective, by_seed in picks.items():
+        if config.per_seed:
+            chosen[objective] = {str(s): lr for s, (lr, _) in by_seed.items()}
+        else:
+            chosen[objective], why[objective] = by_seed[ONCE]
+        for seed, (lr, _) in by_seed.items():
+            for side, edge in (("low", grid[0]), ("high", grid[-1])):
+                if lr is not None and lr == edge:
+                    edges.append({"objective": objective, "seed": seed, "side": side, "lr": lr})
+    scores = {o: {f"{lr:g}": _finite(select_lr(grid, results, o, seeds)[2][lr]) for lr in grid}
+              for o in config.tune_metrics}
+    table = config.tune_metrics[0]
+    return {
+        "group": group.describe(), "dataset": group.base.dataset, "loss": group.base.loss,
+        "optimizer": group.base.optimizer, "point": {k: v for k, v in group.point},
+        "grid_source": group.grid_source, "default_grid": group.grid_source == "default",
+        "base_grid": list(group.lr_grid), "lr_grid": list(grid), "extensions": dict(extended),
+        "per_seed": config.per_seed, "seeds": list(seeds), "chosen": chosen, "why": why,
+        "scores": scores, "edges": edges,
+        # the first objective's single choice, for readers of the older one-rate record
+        "metric": table, "chosen_lr": None if config.per_seed else chosen[table],
+    }
+
+
+def _finite(value):
+    return None if value is None or _isnan(value) else float(value)

@@ -81,6 +81,7 @@ MOMENTUM = OptimizerSpec(
     factory=Momentum,
     params=(Param("momentum", 0.9, "momentum coefficient mu", low=0.0, high=1.0, high_exclusive=True),
             Param("batch_size", 32, "samples per update", low=1)),
+    lr_grid=(0.003, 0.01, 0.03, 0.1, 0.3),   # tuned over this unless the sweep config gives a grid
 )
 
 FOCAL = LossSpec(

@@ -113,6 +113,7 @@ def test_run_sweep_from_a_path_with_overrides(tiny_sweep, tmp_path):
     assert page == sweep.path / "index.html" and page.read_text().startswith("<!")
 
 
+@pytest.mark.slow
 def test_claims_frame(tiny_sweep):
     claims = tiny_sweep.claims
     assert {"claim", "verdict", "reason"} <= set(claims.columns)

@@ -54,6 +54,7 @@ def test_builtin_shapes_dtypes_and_labels(name):
     assert data.source and len(data.fingerprint) == 16
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_builtin_is_deterministic(name):
     first, second = REGISTRY.dataset(name).load(), REGISTRY.dataset(name).load()

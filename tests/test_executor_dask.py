@@ -27,6 +27,7 @@ def cluster():
         yield c
 
 
+@pytest.mark.slow
 def test_run_tasks_streams_every_result(cluster):
     out = dict(run_tasks(square, range(7), backend="dask", scheduler=cluster.scheduler_address,
                          key=lambda t: f"sq-{t}"))
@@ -96,6 +97,7 @@ def refused(address):
     return message
 
 
+@pytest.mark.slow
 def test_a_port_that_accepts_but_never_answers_fails_within_seconds(silent_port):
     port, accepted = silent_port
     message = refused(f"tcp://127.0.0.1:{port}")

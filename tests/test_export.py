@@ -23,6 +23,7 @@ def _runs(client, experiment_id):
     return client.search_runs([experiment_id], max_results=1000)
 
 
+@pytest.mark.slow
 def test_mlflow_round_trip_and_rerun(sweep, capsys):
     mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed (pip install 'harness-gd[mlflow]')")
     assert main(["export", str(sweep.path), "--to", "mlflow"]) == 0

@@ -42,6 +42,7 @@ def data_home(face_home, monkeypatch):
     return face_home
 
 
+@pytest.mark.slow
 def test_one_hundred_faces_nine_hundred_backgrounds(data_home):
     import skimage.data
 
@@ -117,6 +118,7 @@ def test_cache_is_rebuilt_when_the_recipe_changes(tmp_path, monkeypatch, no_netw
     assert len(builds) == 2
 
 
+@pytest.mark.slow
 def test_a_corrupt_cache_file_is_rebuilt(tmp_path, monkeypatch, data_home):
     source = data_home / "face-vs-background.npz"
     monkeypatch.setenv("HARNESS_DATA_HOME", str(tmp_path))

@@ -83,6 +83,7 @@ def assert_contained(tmp_path, capsys, status, reason_part, name="f"):
     return bad
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_a_segfaulting_cell_is_recorded_with_its_signal(tmp_path, fake_dist, capsys, jobs):
     faulty(fake_dist, "os.kill(os.getpid(), signal.SIGSEGV)")
@@ -95,12 +96,14 @@ def test_a_segfaulting_cell_is_recorded_with_its_signal(tmp_path, fake_dist, cap
     ("os._exit(3)", "exited with status 3"),
     ("raise KeyboardInterrupt", "KeyboardInterrupt"),
 ])
+@pytest.mark.slow
 def test_a_cell_that_exits_its_worker_is_recorded_with_the_exit_code(tmp_path, fake_dist, capsys, body, reason):
     faulty(fake_dist, body)
     assert sweep(tmp_path, "--optimizers", "faulty,bgd", "--jobs", "1") == 0
     assert_contained(tmp_path, capsys, "error", reason)
 
 
+@pytest.mark.slow
 def test_a_crashed_cell_is_retried_once_on_resume_then_kept(tmp_path, fake_dist, capsys):
     faulty(fake_dist, "os._exit(3)")
     sweep_dir = tmp_path / "f"
@@ -127,6 +130,7 @@ def with_timeout(config, seconds):
     return config
 
 
+@pytest.mark.slow
 def test_a_hanging_cell_is_stopped_by_the_per_cell_timeout(tmp_path, fake_dist, capsys):
     faulty(fake_dist, "time.sleep(600)")
     registry = load_registry()
@@ -140,6 +144,7 @@ def test_a_hanging_cell_is_stopped_by_the_per_cell_timeout(tmp_path, fake_dist, 
     assert len(bad) == 2
 
 
+@pytest.mark.slow
 def test_exception_text_that_is_not_utf8_or_huge_is_recorded_safely(tmp_path, fake_dist, capsys):
     # a file name with an undecodable byte (a lone surrogate in Python), then a megabyte of text
     faulty(fake_dist, "raise FileNotFoundError(b'data-\\xff.csv: '.decode('utf-8', 'surrogateescape') "
@@ -176,6 +181,7 @@ def rerun_after(tmp_path, capsys, damage):
     return warnings[0]
 
 
+@pytest.mark.slow
 def test_a_truncated_result_file_is_set_aside_and_its_cell_rerun(tmp_path, capsys):
     def truncate(path, _):
         data = path.read_bytes()
@@ -184,6 +190,7 @@ def test_a_truncated_result_file_is_set_aside_and_its_cell_rerun(tmp_path, capsy
     assert "unreadable" in rerun_after(tmp_path, capsys, truncate)
 
 
+@pytest.mark.slow
 def test_a_foreign_result_file_under_a_cell_name_is_set_aside(tmp_path, capsys):
     def swap(path, sweep_dir):
         other = cell_file(sweep_dir, seed=1)
@@ -192,6 +199,7 @@ def test_a_foreign_result_file_under_a_cell_name_is_set_aside(tmp_path, capsys):
     assert "holds another cell" in rerun_after(tmp_path, capsys, swap)
 
 
+@pytest.mark.slow
 def test_a_parquet_file_with_another_schema_is_set_aside(tmp_path, capsys):
     import pandas as pd
 
@@ -201,6 +209,7 @@ def test_a_parquet_file_with_another_schema_is_set_aside(tmp_path, capsys):
     assert "wrong columns" in rerun_after(tmp_path, capsys, foreign)
 
 
+@pytest.mark.slow
 def test_a_sweep_with_another_config_on_the_same_folder_is_refused(tmp_path, capsys):
     assert sweep(tmp_path, "--optimizers", "bgd", "--jobs", "1") == 0
     sweep_dir = tmp_path / "f"

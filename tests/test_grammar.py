@@ -179,6 +179,7 @@ def test_short_plugin_key_unknown_to_every_selected_plugin_is_an_error(registry)
         load_config(sets=["optimizer.batch_size=16"], overrides={"optimizers": "bgd"}, registry=registry)
 
 
+@pytest.mark.slow
 def test_a_real_sweeps_first_line_says_what_run_lr_did(tmp_path, capsys):
     code = main(["sweep", "--set", "run.lr=0.1,0.2", "--datasets", "iris", "--losses", "ce", "--optimizers", "bgd",
                  "--seeds", "1", "--epochs", "1", "--hidden", "none", "--jobs", "1", "--out", str(tmp_path), "--name", "lr",

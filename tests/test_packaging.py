@@ -16,6 +16,7 @@ def test_pyproject_ships_no_generic_top_level_packages():
     assert setup["package-dir"]["harness_plugins"] == "plugins"
 
 
+@pytest.mark.slow
 def test_generic_names_are_not_importable_outside_the_checkout(tmp_path):
     code = ("import importlib.util as u, harness_plugins.optimizers;"
             "print([n for n in ('plugins', 'datasets', 'reports') if u.find_spec(n)])")

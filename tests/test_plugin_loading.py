@@ -47,6 +47,7 @@ def test_exit_or_interrupt_at_import_is_a_failed_plugin_not_the_end(fake_dist, s
     assert "good-opt" in reg.optimizers and "sgd" in reg.optimizers
 
 
+@pytest.mark.slow
 def test_exit_inside_a_hook_is_a_failed_plugin(fake_dist):
     fake_dist("harness-quitter", "harness_quitter_plugin", """
         import sys
@@ -148,6 +149,7 @@ def test_an_error_in_the_plugins_own_helper_module_is_not_blamed_elsewhere(fake_
     assert failure.error == "ValueError: bad helper" and failure.raised_in == "module 'harness_own_helpers'"
 
 
+@pytest.mark.slow
 def test_a_printing_plugin_keeps_plugins_json_valid_in_a_real_process(tmp_path):
     """The same promise end to end, with print() at import in a subprocess: stdout is pure JSON."""
     site = tmp_path / "site"

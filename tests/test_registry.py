@@ -82,6 +82,7 @@ def test_misspelt_hook_name_fails_loudly_with_a_suggestion(fake_dist):
         load_registry(strict=True, autoload=True)
 
 
+@pytest.mark.slow
 def test_hook_that_raises_or_registers_a_bad_spec_is_reported(fake_dist):
     fake_dist("harness-raiser", "harness_raiser_plugin", """
         import harness

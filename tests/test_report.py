@@ -291,6 +291,7 @@ def test_report_from_real_tiny_trainer_runs(tmp_path):
 
 
 # --------------------------------------------------------------------------- exports and speed-ups
+@pytest.mark.slow
 def test_figure_formats_and_latex_tables(tmp_path):
     results = synthetic_results(datasets=("digits",), losses=("ce",), optimizers=("bgd", "sgd"), seeds=(0, 1),
                                 epochs=3, extras=False)
@@ -318,6 +319,7 @@ def test_unknown_figure_format_is_a_one_line_usage_error(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "gif" in err and "svg" in err
 
 
+@pytest.mark.slow
 def test_figures_drawn_in_two_processes_match_one(tmp_path):
     results = synthetic_results(datasets=("digits",), losses=("ce",), optimizers=("bgd", "sgd"), seeds=(0,),
                                 epochs=3, extras=False)

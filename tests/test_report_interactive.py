@@ -114,6 +114,7 @@ def probed(tmp_path_factory):
     return folder, page, found, problems
 
 
+@pytest.mark.slow
 def test_page_loads_offline_without_console_errors(probed):
     folder, page, found, problems = probed
     assert problems == []
@@ -156,6 +157,7 @@ def test_plugin_names_stay_text_in_legend_and_hover(probed):
     assert NASTY in found["legend"]
 
 
+@pytest.mark.slow
 def test_page_without_plotly_shows_the_pngs(tmp_path, monkeypatch):
     monkeypatch.setattr(interactive, "plotly_js_source", lambda: None)
     results = synthetic_results(datasets=("digits",), losses=("ce",), optimizers=("bgd", "sgd"), seeds=(0,), epochs=3)

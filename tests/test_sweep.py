@@ -1,4 +1,5 @@
 """The sweep end to end: tuning protocol, reuse, skips, errors, resume after kill -9, the lock."""
+import pytest
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ def last_rows(results):
     return results.groupby("cell_id", sort=False).tail(1).reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_tuning_picks_the_lowest_validation_loss_and_runs_it_on_every_seed(tmp_path, capsys):
     # tuning once on seed 0 for one objective, no grid extension (tests/test_tuning.py covers the rest)
     code = sweep(tmp_path, "--optimizers", "bgd,sgd", "--set", "run.lr=0.01,0.3", "--jobs", "1",
@@ -64,6 +66,7 @@ def test_tuning_picks_the_lowest_validation_loss_and_runs_it_on_every_seed(tmp_p
     assert manifest["datasets"]["iris"]["fingerprint"]
 
 
+@pytest.mark.slow
 def test_skips_and_convex_reference(tmp_path):
     code = sweep(tmp_path, "--optimizers", "bgd,minibatch-bn", "--set", "run.hidden=none", "--jobs", "1",
                  "--set", "run.lr=0.5")
@@ -88,6 +91,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_erroring_plugin_cell_is_recorded_and_the_sweep_goes_on(tmp_path, fake_dist):
     fake_dist("harness-broken", "harness_broken_opt", """
         import harness
@@ -114,6 +118,7 @@ def test_erroring_plugin_cell_is_recorded_and_the_sweep_goes_on(tmp_path, fake_d
     assert code == 0 and set(final.status) == {"skipped"} and final.reason.str.contains("error").all()
 
 
+@pytest.mark.slow
 def test_a_cell_failing_in_a_worker_process_is_recorded(tmp_path, fake_dist):
     # the workers are forked from this process, so they see the plugin registered here
     fake_dist("harness-picky", "harness_picky_opt", """
@@ -192,6 +197,7 @@ def run_sweep_process(tmp_path, jobs):
                             start_new_session=True)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9_runs_every_cell_exactly_once(tmp_path):
     sweep_dir = tmp_path / "k"
     proc = run_sweep_process(tmp_path, jobs=2)
@@ -227,6 +233,7 @@ def test_resume_after_kill_9_runs_every_cell_exactly_once(tmp_path):
     assert json.loads((sweep_dir / "manifest.json").read_text())["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_force_reruns_stored_cells(tmp_path):
     assert sweep(tmp_path, "--optimizers", "bgd", "--set", "run.lr=0.1", "--jobs", "1") == 0
     path = next((tmp_path / "t" / "results").glob("*.parquet"))

@@ -137,6 +137,7 @@ def test_a_plugin_grid_is_used_and_a_missing_one_gets_the_default_flagged(tmp_pa
 
 
 # --------------------------------------------------------------------------- grid extension
+@pytest.mark.slow
 def test_extension_ends_interior_when_the_best_rate_starts_at_the_low_edge(tmp_path):
     # on this convex problem the area under the training loss is best near lr 3 (measured): the grid
     # 10, 30, 100 has its best at the low edge, and extending downwards finds an interior best
@@ -156,6 +157,7 @@ def test_extension_ends_interior_when_the_best_rate_starts_at_the_low_edge(tmp_p
     assert np.allclose(ratios[:entry["extensions"]["low"]], ratios[entry["extensions"]["low"]], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_extension_stops_at_a_diverging_rate(tmp_path, fake_dist):
     fake_dist("harness-cliff", "harness_cliff_opt", CLIFF)
     code = main(["sweep", "--out", str(tmp_path), "--name", "c", *CONVEX[:4], "--optimizers", "cliff",
@@ -170,6 +172,7 @@ def test_extension_stops_at_a_diverging_rate(tmp_path, fake_dist):
     assert entry["chosen"]["train_loss"]["0"] == 1.0 and entry["edges"] == []
 
 
+@pytest.mark.slow
 def test_a_choice_still_at_an_edge_after_the_limit_is_flagged(tmp_path, capsys):
     args = ["sweep", "--out", str(tmp_path), "--name", "f", *CONVEX, "--seeds", "1",
             "--set", "tune.lr.bgd=0.001,0.002,0.004", "--set", "tune.metric=train_loss",
@@ -186,6 +189,7 @@ def test_a_choice_still_at_an_edge_after_the_limit_is_flagged(tmp_path, capsys):
     assert "iris / ce / bgd: train_loss seed 0 chose lr=0.016, the largest of its grid after 2 extension(s)" in out
 
 
+@pytest.mark.slow
 def test_resume_after_an_interrupted_extension_does_not_rerun_stored_cells(tmp_path):
     args = ["sweep", "--out", str(tmp_path), "--name", "r", *CONVEX, "--seeds", "1",
             "--set", "tune.lr.bgd=0.001,0.002,0.004", "--set", "tune.metric=train_loss",
@@ -210,6 +214,7 @@ def test_resume_after_an_interrupted_extension_does_not_rerun_stored_cells(tmp_p
 
 
 # --------------------------------------------------------------------------- objectives and seeds
+@pytest.mark.slow
 def test_objectives_choose_from_the_same_runs(tmp_path):
     common = [*CONVEX, "--seeds", "2", "--set", "tune.lr.bgd=0.1,1,10", "--set", "tune.max_extensions=0",
               "--set", "tune.per_seed=false", "--set", "tune.seeds=0"]
@@ -237,6 +242,7 @@ def test_objectives_choose_from_the_same_runs(tmp_path):
     assert len(final) == 2 * len(distinct)
 
 
+@pytest.mark.slow
 def test_per_seed_tuning_picks_per_seed_and_reuses_the_runs(tmp_path):
     assert main(["sweep", "--out", str(tmp_path), "--name", "p", *CONVEX, "--seeds", "3",
                  "--set", "tune.lr.bgd=0.1,1,10", "--set", "tune.max_extensions=0",
@@ -268,6 +274,7 @@ def test_the_test_split_stays_out_of_tuning():
 
 
 # --------------------------------------------------------------------------- the report's choice of runs
+@pytest.mark.slow
 def test_the_report_reads_the_runs_tuned_for_each_objective(tmp_path):
     from harness.report.frames import tuned_for
 

@@ -1,5 +1,6 @@
 """Errors the command line turns into one-line messages instead of tracebacks."""
 import difflib
+import traceback
 
 
 class HarnessError(Exception):
@@ -24,3 +25,9 @@ def unknown(what: str, name: str, valid) -> UsageError:
     close = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return UsageError(f"unknown {what} {name!r}{hint}; valid: {', '.join(valid) or 'none'}")
+
+
+def last_line(exc: BaseException) -> str:
+    """``"ExcType: message"`` on one line (the last line of the exception's own text): how a failure is recorded."""
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
+    return text[-1] if text else type(exc).__name__

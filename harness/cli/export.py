@@ -5,9 +5,8 @@ import argparse
 import logging
 
 from harness.cli.report import _sweep_dir
-import traceback
 
-from harness.errors import HarnessError, UsageError
+from harness.errors import HarnessError, UsageError, last_line
 
 DESCRIPTION = """\
 Export the runs a sweep stored in DIR/results/*.parquet. Nothing is trained.
@@ -68,13 +67,10 @@ def execute(args) -> int:
         raise
     except Exception as exc:   # the tracking store refused or could not be reached: one line
         where = args.tracking_uri or "the sweep's SQLite store"
-        raise HarnessError(f"MLflow export to {where} failed: {_last_line(exc)}") from None
+        raise HarnessError(f"MLflow export to {where} failed: {last_line(exc)}") from None
     print(f"mlflow: {summary.exported} runs exported, {summary.already} already there"
           + (f", {summary.replaced} half-written ones replaced" if summary.replaced else "")
           + f"; experiment {summary.experiment!r} at {summary.tracking_uri}")
     return 0
 
 
-def _last_line(exc: BaseException) -> str:
-    text = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
-    return text[-1] if text else type(exc).__name__

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import traceback
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, last_line
 
 DESCRIPTION = """\
 Rebuild DIR/index.html with its figures (DIR/figures/*.png, and *.svg/*.pdf
@@ -56,7 +55,7 @@ def execute(args) -> int:
     try:
         results = read_results(sweep_dir, all_cells=bool(getattr(args, "all_cells", False)))
     except Exception as exc:  # a corrupt or foreign file: one line, not a traceback
-        raise HarnessError(f"cannot read the results in {sweep_dir}: {_last_line(exc)}") from None
+        raise HarnessError(f"cannot read the results in {sweep_dir}: {last_line(exc)}") from None
     if results is None or len(results) == 0:
         raise HarnessError(f"no stored results in {sweep_dir} (expected {sweep_dir / 'results'}/*.parquet "
                            "written by `python -m harness sweep`)")
@@ -66,11 +65,8 @@ def execute(args) -> int:
     except HarnessError:
         raise
     except Exception as exc:
-        raise HarnessError(f"building the report failed: {_last_line(exc)}") from None
+        raise HarnessError(f"building the report failed: {last_line(exc)}") from None
     print(f"report: {page}")
     return 0
 
 
-def _last_line(exc: BaseException) -> str:
-    text = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
-    return text[-1] if text else type(exc).__name__

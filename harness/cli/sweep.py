@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 from pathlib import Path
 
 from harness.cli.run import add_setting_options, setting_overrides
-from harness.errors import HarnessError
+from harness.errors import HarnessError, last_line
 from harness.plugin.loader import load_registry
 from harness.sweep.config import MAX_SEEDS, TIMEOUT, load_config, settings_help
 
@@ -138,9 +137,6 @@ def _build_report(outcome) -> Path:
         raise
     except Exception as exc:
         raise HarnessError(f"results are stored in {sweep_dir}, but building the report failed "
-                           f"({_last_line(exc)}); retry with `python -m harness report {sweep_dir}`") from None
+                           f"({last_line(exc)}); retry with `python -m harness report {sweep_dir}`") from None
 
 
-def _last_line(exc: BaseException) -> str:
-    text = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
-    return text[-1] if text else type(exc).__name__

@@ -26,6 +26,7 @@ from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from harness.learning import kernels, metrics, schedules
 from harness.learning.checks import refusal
@@ -41,10 +42,8 @@ BATCH_STREAM = 1   # spawn key of the batching stream; model.init_weights draws 
 
 @contextmanager
 def single_thread_blas():
-    """Limit BLAS to one thread (use around runs executed in parallel workers)."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
+    """Limit BLAS (and any OpenMP pool) to one thread: the one pinning used by `run`, sweep workers and benchmarks."""
+    with threadpool_limits(limits=1):
         yield
 
 

@@ -11,16 +11,12 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+
+from harness.errors import last_line   # re-exported: plugin failures are recorded the same way
 from importlib.metadata import packages_distributions, version, PackageNotFoundError
 from typing import Optional
 
 __all__ = ["last_line", "full_traceback", "origin"]
-
-
-def last_line(exc: BaseException) -> str:
-    """``"ExcType: message"`` on one line (the last line of the exception's own text)."""
-    text = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
-    return text[-1] if text else type(exc).__name__
 
 
 def full_traceback(exc: BaseException) -> str:

@@ -44,6 +44,7 @@ from multiprocessing.connection import wait
 from typing import Any, Callable, Iterator, Sequence
 
 from harness.errors import HarnessError, UsageError
+from harness.learning.trainer import single_thread_blas
 
 __all__ = ["run_tasks", "connect", "pinned", "progress_bar", "WorkerPool", "describe_exit",
            "SCHEDULER_TIMEOUT"]
@@ -53,9 +54,7 @@ SCHEDULER_TIMEOUT = 5.0   # seconds to reach a dask scheduler and get its handsh
 
 def pinned(fn: Callable, task: Any) -> Any:
     """Call ``fn(task)`` with BLAS limited to one thread (runs inside the worker)."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1):
+    with single_thread_blas():
         return fn(task)
 
 

@@ -31,7 +31,6 @@ import functools
 import math
 import sys
 import time
-import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -39,7 +38,7 @@ from typing import Callable
 from harness.sweep.config import SweepConfig
 from harness.plugin.specs import DatasetUnavailable, Refused
 from harness.learning.runconfig import RunConfig
-from harness.errors import HarnessError, UsageError
+from harness.errors import HarnessError, UsageError, last_line
 from harness.sweep.executor import connect, progress_bar, run_tasks
 from harness.results.manifest import command_line, environment, now, read_manifest, write_manifest
 from harness.sweep.plan import (ONCE, Cell, Group, Plan, build_plan, choose, edge_sides, final_cells,
@@ -78,11 +77,6 @@ class ReferenceTask:
     loss_params: tuple
 
 
-def _last_line(exc: BaseException) -> str:
-    text = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
-    return text[-1] if text else type(exc).__name__
-
-
 @functools.lru_cache(maxsize=1)
 def _worker_registry():
     """Each worker process loads the plugins once (from its own installed entry points)."""
@@ -104,9 +98,9 @@ def run_cell(task: CellTask, registry=None):
         records = train(task.config, registry=registry if registry is not None else _worker_registry())
         return cell_frame(records, task.config, **meta)
     except Refused as exc:
-        return status_frame(task.config, "skipped", _last_line(exc), **meta)
+        return status_frame(task.config, "skipped", last_line(exc), **meta)
     except Exception as exc:  # recorded, and the sweep goes on
-        return status_frame(task.config, "error", _last_line(exc), **meta)
+        return status_frame(task.config, "error", last_line(exc), **meta)
 
 
 def run_reference(task: ReferenceTask, registry=None) -> tuple:
@@ -120,7 +114,7 @@ def run_reference(task: ReferenceTask, registry=None) -> tuple:
                            **dict(task.dataset_params))
         return float(convex_optimum(split, task.loss, dict(task.loss_params))), None
     except Exception as exc:
-        return math.nan, _last_line(exc)
+        return math.nan, last_line(exc)
 
 
 def _cell_fault(task: CellTask, status: str, reason: str):
@@ -202,7 +196,7 @@ class _Runner:
         except HarnessError:
             raise
         except Exception as exc:   # e.g. a dask worker lost twice
-            raise HarnessError(f"{desc} phase stopped: the {c.backend} executor failed ({_last_line(exc)}); "
+            raise HarnessError(f"{desc} phase stopped: the {c.backend} executor failed ({last_line(exc)}); "
                                f"finished cells are stored, rerun the same command to resume") from None
 
     def _fault(self, task, status: str, reason: str):

@@ -7,13 +7,13 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
 import harness  # for harness.__file__ at call time (the package is initialised by then)
 
-__all__ = ["fingerprint", "data_home", "atomic_save_npz"]
+__all__ = ["fingerprint", "data_home", "atomic_write", "atomic_save_npz"]
 
 
 def fingerprint(*parts: Any) -> str:
@@ -59,18 +59,23 @@ def data_home() -> Path:
     return home
 
 
-def atomic_save_npz(path: Path, **arrays) -> None:
-    """Write a compressed .npz via a temporary file and ``os.replace``.
+def atomic_write(path, write: Callable[[BinaryIO], None], *, fsync: bool = False) -> Path:
+    """Write ``path`` whole or not at all: ``write(fh)`` fills a hidden temporary file in
+    the same folder (``.NAME.XXXX.tmp``), which then replaces ``path`` in one step.
 
-    Concurrent sweep workers building the same cache then never see a
-    half-written file: each replaces it whole with identical content.
+    A process killed mid-write leaves only the temporary (and the old file, if any);
+    concurrent writers of identical content never expose a half-written file.
+    ``fsync`` also forces the bytes to disk before the replace (stored results).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+            write(fh)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
@@ -81,3 +86,9 @@ def atomic_save_npz(path: Path, **arrays) -> None:
         except OSError:
             pass
         raise
+    return path
+
+
+def atomic_save_npz(path: Path, **arrays) -> None:
+    """A compressed .npz written with :func:`atomic_write` (dataset caches)."""
+    atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))

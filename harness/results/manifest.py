@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from harness.plugin.cache import atomic_write
+
 __all__ = ["environment", "cpu_info", "write_manifest", "read_manifest", "now", "command_line"]
 
 PACKAGES = ("harness-gd", "numpy", "scipy", "scikit-learn", "pandas", "pyarrow", "joblib",
@@ -82,11 +84,8 @@ def environment(registry=None) -> dict:
 
 
 def write_manifest(sweep_dir, manifest: dict) -> Path:
-    path = Path(sweep_dir) / "manifest.json"
-    tmp = path.with_name(f".manifest.json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+    text = json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n"
+    return atomic_write(Path(sweep_dir) / "manifest.json", lambda fh: fh.write(text.encode()))
 
 
 def read_manifest(sweep_dir) -> dict | None:

@@ -35,6 +35,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from harness.errors import HarnessError
+from harness.plugin.cache import atomic_write
 from harness.results.schema import CELL_COLUMNS, RECORD_COLUMNS
 
 if TYPE_CHECKING:  # results sit below learning: a RunConfig is only read through its attributes
@@ -132,22 +133,11 @@ def write_cell(sweep_dir, frame: pd.DataFrame) -> Path:
         raise ValueError(f"write_cell expects one cell, got {len(ids)}")
     folder = results_dir(sweep_dir)
     path = folder / f"{ids[0]}.parquet"
-    tmp = folder / f".{ids[0]}.{os.getpid()}.tmp"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            _coerce(frame.copy()).to_parquet(fh, index=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, lambda fh: _coerce(frame.copy()).to_parquet(fh, index=False), fsync=True)
     except OSError as exc:
         raise HarnessError(f"could not store cell {ids[0]} in {folder}: {exc.strerror or exc}; "
                            "the cells stored before it are kept") from None
-    finally:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
     return path
 
 
@@ -260,11 +250,7 @@ def _read_checked(path: Path) -> pd.DataFrame:
 def export_csv(sweep_dir, frame: pd.DataFrame | None = None) -> Path:
     """Write ``results.csv`` beside the results (atomically) and return its path."""
     frame = read_results(sweep_dir) if frame is None else frame
-    path = Path(sweep_dir) / "results.csv"
-    tmp = path.with_name(f".results.csv.{os.getpid()}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(Path(sweep_dir) / "results.csv", lambda fh: frame.to_csv(fh, index=False))
 
 
 class SweepLock:

@@ -113,7 +113,7 @@ class RunConfig:
 
 
 # --------------------------------------------------------------------------- one grammar per value
-def _parse(key: str, param: Param, value) -> Any:
+def parse_value(key: str, param: Param, value) -> Any:
     """``param.parse`` with the error message naming ``key`` (e.g. ``run.epochs``)."""
     try:
         return param.parse(value)
@@ -167,9 +167,9 @@ def parse_schedule(value, key: str = "run.schedule") -> str:
         raise UsageError(f"{key}: expected NAME[:DECAY[:STEP_EVERY]], got {text!r}")
     out = [parts[0]]
     if len(parts) > 1:
-        out.append(repr(_parse(key, RUN["decay"], parts[1])))
+        out.append(repr(parse_value(key, RUN["decay"], parts[1])))
     if len(parts) > 2:
-        out.append(str(_parse(key, RUN["step_every"], parts[2])))
+        out.append(str(parse_value(key, RUN["step_every"], parts[2])))
     return ":".join(out)
 
 
@@ -182,7 +182,7 @@ def parse_setting(name: str, value, key: str | None = None) -> Any:
         return parse_hidden(value, key)
     if name == "schedule":
         return parse_schedule(value, key)
-    return _parse(key, RUN[name], value)
+    return parse_value(key, RUN[name], value)
 
 
 def resolve_settings(given: Mapping[str, Any]) -> dict:
@@ -230,7 +230,7 @@ def resolve_run(dataset: str, loss: str, optimizer: str, *, registry, seed=SEED.
     loss_spec = registry.get("losses", loss)
     ds_spec = registry.get("datasets", dataset)
     return RunConfig(
-        dataset=dataset, loss=loss, optimizer=optimizer, seed=_parse("seed", SEED, seed),
+        dataset=dataset, loss=loss, optimizer=optimizer, seed=parse_value("seed", SEED, seed),
         **resolve_settings(settings or {}),
         optimizer_params=_items(_plugin_params("optimizer", opt_spec, optimizer_params or {})),
         loss_params=_items(_plugin_params("loss", loss_spec, loss_params or {})),
@@ -250,7 +250,7 @@ def run_problem(config: RunConfig) -> str | None:
 def validate_run(config: RunConfig) -> None:
     """Raise a one-line UsageError when any engine setting of ``config`` cannot run."""
     resolve_settings(config.settings())
-    _parse("seed", SEED, config.seed)
+    parse_value("seed", SEED, config.seed)
     problem = run_problem(config)
     if problem:
         raise UsageError(problem)

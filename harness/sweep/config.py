@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from harness.errors import HarnessError, UsageError, unknown
-from harness.learning.runconfig import RUN, RUN_PARAMS, SEED, parse_hidden, parse_schedule, split_schedule
+from harness.learning.runconfig import (RUN, RUN_PARAMS, SEED, parse_hidden, parse_schedule, parse_value,
+                                       split_schedule)
 from harness.learning.schedules import validate as validate_schedule
 from harness.learning.split import PREPROCESS_PARAMS, load_dataset, split_indices
 from harness.plugin.claims import TUNING_OBJECTIVES
@@ -273,7 +274,7 @@ class _Tree:
         """Validate each replaced value on its own, with the final plugin selection (none is dropped silently)."""
         for path, value in self.replaced:
             if path == ("backend",):
-                _parse_param("backend", BACKEND, _scalar("backend", value))
+                parse_value("backend", BACKEND, _scalar("backend", value))
                 continue
             if path == ("scheduler",):
                 continue
@@ -377,7 +378,7 @@ def load_run_settings(dataset: str, loss: str, optimizer: str, *, seed: Any = SE
     seeds = parse_set(f"seed={seed}")[1]
     if len(seeds) != 1:
         raise _grid_error("seed")
-    tree.tree["seeds"] = [_parse_param("seed", SEED, seeds[0])]
+    tree.tree["seeds"] = [parse_value("seed", SEED, seeds[0])]
     chosen = {"optimizer": optimizer, "loss": loss, "dataset": dataset}
     for kind in PLUGIN_KINDS:
         for name in _table(kind, tree.tree.get(kind, {})):
@@ -422,16 +423,6 @@ def _dedupe(values) -> tuple:
     return tuple(out)
 
 
-def _parse_param(key: str, param: Param, value) -> Any:
-    try:
-        return param.parse(value)
-    except ValueError as exc:
-        msg = str(exc)
-        if msg.startswith(f"{param.name}: "):
-            msg = msg[len(param.name) + 2:]
-        raise UsageError(f"{key}: {msg}") from None
-
-
 def _hidden_grid(key: str, value) -> tuple:
     if isinstance(value, _CliGrid):
         if not value:
@@ -446,7 +437,7 @@ def _hidden_grid(key: str, value) -> tuple:
 
 
 def _grid(key: str, param: Param, value) -> tuple:
-    return _dedupe(_parse_param(key, param, v) for v in _as_list(key, value))
+    return _dedupe(parse_value(key, param, v) for v in _as_list(key, value))
 
 
 def _names(key: str, value, table: Mapping, what: str) -> tuple:
@@ -534,11 +525,11 @@ def _validate(tree: dict, source: str, registry) -> SweepConfig:
     if "seeds" in tree:
         kw["seeds"] = _seeds("seeds", tree["seeds"])
     if "jobs" in tree:
-        kw["jobs"] = _parse_param("jobs", JOBS, _scalar("jobs", tree["jobs"]))
+        kw["jobs"] = parse_value("jobs", JOBS, _scalar("jobs", tree["jobs"]))
     if "timeout" in tree:
-        kw["timeout"] = float(_parse_param("timeout", TIMEOUT, _scalar("timeout", tree["timeout"])))
+        kw["timeout"] = float(parse_value("timeout", TIMEOUT, _scalar("timeout", tree["timeout"])))
     if "backend" in tree:
-        kw["backend"] = _parse_param("backend", BACKEND, _scalar("backend", tree["backend"]))
+        kw["backend"] = parse_value("backend", BACKEND, _scalar("backend", tree["backend"]))
     if "scheduler" in tree:
         kw["scheduler"] = str(_scalar("scheduler", tree["scheduler"])).strip()
     if kw.get("backend") == "dask" and not kw.get("scheduler"):
@@ -569,14 +560,14 @@ def _validate(tree: dict, source: str, registry) -> SweepConfig:
                                       else _as_list("tune.seeds", value))
     kw["tune_metrics"] = _objectives(tune.get("metric"), registry, kw)
     if "per_seed" in tune:
-        kw["per_seed"] = _parse_param("tune.per_seed", Param("per_seed", True),
+        kw["per_seed"] = parse_value("tune.per_seed", Param("per_seed", True),
                                       _scalar("tune.per_seed", tune["per_seed"]))
     elif "seeds" in tune:
         kw["per_seed"] = False   # naming the tuning seeds asks for tuning once on them
     if kw.get("per_seed", True) and "seeds" in tune:
         raise UsageError("tune.seeds: only used with tune.per_seed = false (per seed, every seed tunes itself)")
     if "max_extensions" in tune:
-        kw["max_extensions"] = _parse_param("tune.max_extensions", MAX_EXTENSIONS,
+        kw["max_extensions"] = parse_value("tune.max_extensions", MAX_EXTENSIONS,
                                             _scalar("tune.max_extensions", tune["max_extensions"]))
     lr_grids = {}
     for opt, grid in _table("tune.lr", tune.get("lr", {})).items():
@@ -605,7 +596,7 @@ def _objectives(value, registry, kw: dict) -> tuple:
                   if _claim_in_sweep(spec, kw)]
     else:
         param = Param("metric", TABLE_OBJECTIVE, choices=tuple(TUNE_METRICS))
-        wanted = [_parse_param("tune.metric", param, v) for v in _as_list("tune.metric", value)]
+        wanted = [parse_value("tune.metric", param, v) for v in _as_list("tune.metric", value)]
     return _dedupe([TABLE_OBJECTIVE, *wanted] if value is None else wanted)
 
 
@@ -634,7 +625,7 @@ def _plugin_grids(kind: str, table: Any, registry, selected: tuple) -> dict:
             grid = _grid(key, params[0], value)
             for p in params[1:]:
                 for v in grid:
-                    _parse_param(key, p, v)
+                    parse_value(key, p, v)
             grids[pname] = grid
         out[name] = grids
     return out

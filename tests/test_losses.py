@@ -8,7 +8,6 @@ from harness.plugin.lossmath import class_weights
 from harness.plugin.loader import load_registry
 from harness_plugins.losses import make_bce, make_ce, make_wce
 
-RNG = np.random.default_rng(0)
 
 
 def _loss(name, y_train, k, **params):
@@ -34,11 +33,11 @@ CASES = [("ce", 2, {}), ("ce", 4, {}), ("bce", 2, {}), ("bce", 4, {}),
 
 @pytest.mark.parametrize("name,k,params", CASES)
 @pytest.mark.parametrize("n", [1, 6])
-def test_logit_gradient_matches_central_differences(name, k, params, n):
+def test_logit_gradient_matches_central_differences(name, k, params, n, rng):
     y_train = np.r_[np.arange(9) % k, 0, 0]  # imbalanced, every class present
     loss = _loss(name, y_train, k, **params)
-    z = RNG.normal(scale=2.0, size=(n, loss.n_outputs))
-    y = RNG.integers(0, k, size=n)
+    z = rng.normal(scale=2.0, size=(n, loss.n_outputs))
+    y = rng.integers(0, k, size=n)
     grad = np.empty_like(z)
     value = loss.loss_grad(z, y, grad)
     num = _numeric_grad(loss, z, y)
@@ -46,8 +45,8 @@ def test_logit_gradient_matches_central_differences(name, k, params, n):
     assert value == pytest.approx(loss.per_sample(z, y).mean(), rel=1e-12)
 
 
-def test_ce_equals_sklearn_log_loss():
-    z = RNG.normal(size=(50, 4))
+def test_ce_equals_sklearn_log_loss(rng):
+    z = rng.normal(size=(50, 4))
     y = np.arange(50) % 4
     loss = make_ce(y, 4)
     proba = loss.predict_proba(z)
@@ -66,10 +65,10 @@ def test_wce_weights_lecture_and_balanced():
     assert np.allclose(make_wce(y, 3).weights, balanced)  # balanced is the default
 
 
-def test_wce_on_equal_class_counts_equals_ce():
+def test_wce_on_equal_class_counts_equals_ce(rng):
     y_train = np.arange(30) % 3
-    z = RNG.normal(size=(12, 3))
-    y = RNG.integers(0, 3, 12)
+    z = rng.normal(size=(12, 3))
+    y = rng.integers(0, 3, 12)
     g_ce, g_wce, g_lec = (np.empty_like(z) for _ in range(3))
     ce = make_ce(y_train, 3).loss_grad(z, y, g_ce)
     wce = make_wce(y_train, 3).loss_grad(z, y, g_wce)
@@ -78,17 +77,17 @@ def test_wce_on_equal_class_counts_equals_ce():
     assert lec == pytest.approx(3 * ce, rel=1e-12)  # lecture weights M/m_i = N here
 
 
-def test_wce_weights_each_sample_by_its_class():
+def test_wce_weights_each_sample_by_its_class(rng):
     y_train = np.array([0, 0, 0, 1])
-    z = RNG.normal(size=(4, 2))
+    z = rng.normal(size=(4, 2))
     y = np.array([0, 1, 1, 0])
     ce, wce = make_ce(y_train, 2), make_wce(y_train, 2, normalisation="lecture")
     assert np.allclose(wce.per_sample(z, y), ce.per_sample(z, y) * np.array([4 / 3, 4, 4, 4 / 3]))
 
 
-def test_bce_on_z_equals_two_class_ce_on_zero_and_z():
-    z = RNG.normal(scale=3.0, size=(20, 1))
-    y = RNG.integers(0, 2, 20)
+def test_bce_on_z_equals_two_class_ce_on_zero_and_z(rng):
+    z = rng.normal(scale=3.0, size=(20, 1))
+    y = rng.integers(0, 2, 20)
     bce, ce = make_bce(y, 2), make_ce(y, 2)
     assert bce.n_outputs == 1
     pair = np.hstack([np.zeros_like(z), z])
@@ -99,9 +98,9 @@ def test_bce_on_z_equals_two_class_ce_on_zero_and_z():
     assert np.allclose(bce.predict_proba(z), ce.predict_proba(pair))
 
 
-def test_bce_multiclass_is_one_vs_rest_sum_with_argmax_prediction():
-    z = RNG.normal(size=(10, 3))
-    y = RNG.integers(0, 3, 10)
+def test_bce_multiclass_is_one_vs_rest_sum_with_argmax_prediction(rng):
+    z = rng.normal(size=(10, 3))
+    y = rng.integers(0, 3, 10)
     bce = make_bce(y, 3)
     assert bce.n_outputs == 3
     p = 1 / (1 + np.exp(-z))
@@ -115,11 +114,11 @@ def test_bce_multiclass_is_one_vs_rest_sum_with_argmax_prediction():
 
 @pytest.mark.parametrize("name,k,params", CASES)
 @pytest.mark.parametrize("n", [1, 3])
-def test_finite_for_huge_logits(name, k, params, n):
+def test_finite_for_huge_logits(name, k, params, n, rng):
     y_train = np.arange(12) % k
     loss = _loss(name, y_train, k, **params)
-    z = np.where(RNG.random((n, loss.n_outputs)) < 0.5, -1e4, 1e4)
-    y = RNG.integers(0, k, size=n)
+    z = np.where(rng.random((n, loss.n_outputs)) < 0.5, -1e4, 1e4)
+    y = rng.integers(0, k, size=n)
     grad = np.empty_like(z)
     with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow to 0 is fine
         value = loss.loss_grad(z, y, grad)

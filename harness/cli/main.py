@@ -45,7 +45,7 @@ def build_parser() -> Parser:
         description="Benchmark gradient-descent optimizers and classification losses on real data. "
         "Optimizers, losses and datasets are plugins (see `harness plugins`).",
         epilog="Start with `python -m harness sweep` (the default sweep on embedded data, "
-        "about 2 minutes on 2 cores); `python -m harness COMMAND --help` explains each command.",
+        "about 7 minutes on 2 cores); `python -m harness COMMAND --help` explains each command.",
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)

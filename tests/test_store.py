@@ -14,7 +14,7 @@ from harness.learning.runconfig import RunConfig
 from harness.errors import HarnessError
 from harness.results.schema import CELL_COLUMNS, RECORD_COLUMNS
 from harness.results.store import (COLUMNS, SweepLock, cell_frame, clean_temporaries, done_cells, export_csv,
-                           read_cell, read_results, status_frame, write_cell)
+                           check_cell_file, read_cell, read_results, status_frame, write_cell)
 
 
 def records(n_epochs=3, status="done"):
@@ -116,3 +116,25 @@ def test_lock_dies_with_its_process(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     SweepLock(tmp_path).acquire().release()   # the kernel released the dead holder's lock
+
+
+@pytest.mark.parametrize("damage,reason", [
+    ("truncate", "unreadable ("),
+    ("swap", "holds another cell (b)"),
+    ("foreign", "not a result file (wrong columns)"),
+])
+def test_read_results_names_a_damaged_file_with_the_resume_checks_reason(tmp_path, damage, reason):
+    write_cell(tmp_path, frame("a"))
+    path = tmp_path / "results" / "a.parquet"
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:100])
+    elif damage == "swap":
+        write_cell(tmp_path, frame("b"))
+        path.write_bytes((tmp_path / "results" / "b.parquet").read_bytes())
+    else:
+        pd.DataFrame({"x": [1]}).to_parquet(path)
+    assert check_cell_file(path).startswith(reason)   # what a resume says before setting it aside
+    with pytest.raises(HarnessError) as caught:      # what `harness report` says, reading each file once
+        read_results(tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"{path} is {reason}") and "\n" not in message

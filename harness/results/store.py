@@ -149,22 +149,29 @@ def read_cell(sweep_dir, cell_id: str) -> pd.DataFrame | None:
 
 
 def check_cell_file(path: Path) -> str | None:
-    """Why the result file at ``path`` cannot be this cell's result, or None if it can."""
+    """Why the result file at ``path`` cannot be this cell's result, or None if it can.
+
+    Reads only the schema and the ``cell_id`` column (cheap: used on every stored
+    cell when a sweep resumes).
+    """
     try:
-        table = pq.read_table(path, columns=["cell_id"]) if _has_columns(path) else None
+        names = pq.read_schema(path).names
+        ids = (lambda: pq.read_table(path, columns=["cell_id"]).column("cell_id").to_pylist())
+        return _problem(path, names, ids)
     except Exception as exc:   # pyarrow raises ArrowInvalid, OSError, ... for a damaged file
         return f"unreadable ({_one_line(exc)})"
-    if table is None:
+
+
+def _problem(path: Path, names, cell_ids) -> str | None:
+    """The check behind :func:`check_cell_file` and :func:`_read_checked`: the exact
+    columns, and rows of this file's cell only (``cell_ids()`` is called only then)."""
+    if set(names) != set(COLUMNS):
         return "not a result file (wrong columns)"
-    ids = set(table.column("cell_id").to_pylist())
+    ids = set(cell_ids())
     if ids != {path.stem}:
         found = ", ".join(sorted(map(str, ids)))[:80] or "no rows"
         return f"holds another cell ({found})"
     return None
-
-
-def _has_columns(path: Path) -> bool:
-    return set(pq.read_schema(path).names) == set(COLUMNS)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -241,10 +248,15 @@ def read_results(sweep_dir, *, all_cells: bool = False) -> pd.DataFrame:
 
 
 def _read_checked(path: Path) -> pd.DataFrame:
-    problem = check_cell_file(path)
+    """One stored cell, read once and checked as :func:`check_cell_file` would."""
+    try:
+        frame = pd.read_parquet(path)
+        problem = _problem(path, frame.columns, lambda: frame["cell_id"])
+    except Exception as exc:   # pyarrow raises ArrowInvalid, OSError, ... for a damaged file
+        problem = f"unreadable ({_one_line(exc)})"
     if problem is not None:
         raise HarnessError(f"{path} is {problem}; rerun the sweep command to set it aside and redo the cell")
-    return pd.read_parquet(path)
+    return frame
 
 
 def export_csv(sweep_dir, frame: pd.DataFrame | None = None) -> Path:

@@ -118,6 +118,11 @@ def test_claims_frame(tiny_sweep):
     claims = tiny_sweep.claims
     assert {"claim", "verdict", "reason"} <= set(claims.columns)
     assert len(claims) == len(load_registry().claims)
+    # the same verdicts as the page: each claim read on the runs tuned for its objective
+    page = pd.read_csv(tiny_sweep.report().parent / "tables" / "claims.csv", keep_default_na=False)
+    shown = ["claim", "tuned for", "verdict", "pairs", "reason"]
+    assert set(shown) <= set(claims.columns)
+    assert page[shown].astype(str).values.tolist() == claims[shown].astype(str).values.tolist()
 
 
 def test_load(tiny_sweep, tmp_path):

@@ -16,7 +16,7 @@ from harness.errors import HarnessError
 from harness.report import build_report
 from harness.report import claims as claims_mod
 from harness.report.build import registered_claims
-from harness.report.frames import add_labels, final_phase, labelled_rows, normalise, runs
+from harness.report.frames import normalise, run_tables, runs
 from harness.results.manifest import read_manifest
 from harness.results.store import read_results
 
@@ -92,11 +92,8 @@ class Sweep:
     def claims(self) -> pd.DataFrame:
         """The installed claims tested on this sweep: one row per claim with its headline verdict
         (the report's claims table; empty when no plugin registers a claim)."""
-        df = normalise(self._results_or_error())
-        all_runs = add_labels(runs(df))
-        final_df = final_phase(df)
-        final_runs = all_runs[all_runs["cell_id"].isin(set(final_df["cell_id"]))].reset_index(drop=True)
-        found = claims_mod.evaluate(registered_claims(), final_runs, labelled_rows(final_df, final_runs))
+        _, final_df, final_runs = run_tables(normalise(self._results_or_error()))
+        found = claims_mod.evaluate_sweep(registered_claims(), final_runs, final_df, self.manifest)
         return claims_mod.verdict_table(found)
 
     def report(self) -> Path:

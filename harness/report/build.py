@@ -16,8 +16,8 @@ from harness.errors import HarnessError, UsageError
 from harness.plugin.loader import load_registry
 from harness.report import claims as claims_mod
 from harness.report import html, interactive, plots, profile, stats, tables
-from harness.report.frames import (TABLE_OBJECTIVE, add_labels, final_phase, imbalance, labelled_rows, normalise,
-                                   runs, tuned_for)
+from harness.report.frames import (TABLE_OBJECTIVE, imbalance, labelled_rows, normalise, run_tables,
+                                   tuned_for)
 
 FIGURES = "figures"
 TABLES = "tables"
@@ -229,9 +229,7 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
     _clear(tab_dir, ["*.csv", "*.md", "*.tex"])
 
     df = normalise(results)
-    all_runs = add_labels(runs(df))
-    final_df = final_phase(df)
-    final_runs = all_runs[all_runs["cell_id"].isin(set(final_df["cell_id"]))].reset_index(drop=True)
+    all_runs, final_df, final_runs = run_tables(df)
     tune_runs = all_runs[all_runs["phase"] == "tune"]
     # tuning: the tables read the runs tuned for val_loss, each claim those tuned for its objective
     all_final = final_runs
@@ -273,9 +271,8 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
 
     mark("tables and ranking")
     # --- claims
-    found = claims_mod.evaluate(registered_claims() if claims is None else claims, all_final,
-                                labelled_rows(final_df, all_final),
-                                runs_for=lambda objective: tuned_for(all_final, manifest, objective))
+    found = claims_mod.evaluate_sweep(registered_claims() if claims is None else claims, all_final, final_df,
+                                      manifest)
     verdicts = claims_mod.verdict_table(found)
     claims_csv, claims_md = _write_table(verdicts, tab_dir, "claims")
     verdict_table = html.table(verdicts, "Verdicts at each claim's headline budget", claims_csv, claims_md,

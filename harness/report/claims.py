@@ -31,7 +31,7 @@ from harness.plugin.claims import Budget, ClaimSpec
 from harness.report import stats
 from typing import Callable
 
-from harness.report.frames import OK_STATUSES, SECTION_COLUMNS, imbalance, params_text
+from harness.report.frames import OK_STATUSES, SECTION_COLUMNS, imbalance, labelled_rows, params_text, tuned_for
 
 PARAM_COLUMNS = ("optimizer_params", "loss_params", "dataset_params")
 PLUGIN_PARAMS = {"optimizer": "optimizer_params", "loss": "loss_params", "dataset": "dataset_params"}
@@ -361,6 +361,13 @@ def evaluate(specs, final_runs: pd.DataFrame, rows: pd.DataFrame, alpha: float =
         results.append(result)
     _judge(results, alpha)
     return results
+
+
+def evaluate_sweep(specs, final_runs: pd.DataFrame, final_df: pd.DataFrame, manifest: dict | None,
+                   alpha: float = stats.ALPHA) -> list[ClaimResult]:
+    """The claims of a stored sweep, each on the final runs tuned for its objective (the page and the API)."""
+    return evaluate(specs, final_runs, labelled_rows(final_df, final_runs), alpha,
+                    runs_for=lambda objective: tuned_for(final_runs, manifest, objective))
 
 
 def _judge(results: list[ClaimResult], alpha: float) -> None:

@@ -78,6 +78,14 @@ def final_phase(df: pd.DataFrame) -> pd.DataFrame:
 TABLE_OBJECTIVE = "val_loss"    # the tables' runs are those tuned for it (when the sweep tuned for it)
 
 
+def run_tables(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """From normalised stored rows: every run (labelled), the final phase's rows, and the final runs."""
+    all_runs = add_labels(runs(df))
+    final_df = final_phase(df)
+    final_runs = all_runs[all_runs["cell_id"].isin(set(final_df["cell_id"]))].reset_index(drop=True)
+    return all_runs, final_df, final_runs
+
+
 def tuned_for(final_runs: pd.DataFrame, manifest: dict | None, objective: str) -> tuple[pd.DataFrame, str]:
     """The final runs whose learning rates were chosen for ``objective``, and the objective they were.
 

@@ -12,8 +12,9 @@ from harness.sweep.plan import ONCE, choose, edge_sides, next_rate, objective_va
 from harness.testing import check_optimizer_lr_grid
 
 # convex model (no hidden layer) on iris, full-batch GD: fast and deterministic
+# tune.per_seed=true: these tests are about per-seed tuning (the default preset tunes on a held-out seed)
 CONVEX = ["--datasets", "iris", "--losses", "ce", "--optimizers", "bgd", "--epochs", "5",
-          "--set", "run.hidden=none", "--quiet", "--no-report", "--jobs", "1"]
+          "--set", "run.hidden=none", "--set", "tune.per_seed=true", "--quiet", "--no-report", "--jobs", "1"]
 
 # an optimizer whose step blows up past lr 1 (a cliff): full-batch GD below it
 CLIFF = """

@@ -112,6 +112,12 @@ class SweepConfig:
         """The seeds whose tuning runs choose the rates: every seed when tuning per seed."""
         return self.seeds if self.per_seed else self.tune_seeds
 
+    @property
+    def held_out_tuning(self) -> bool:
+        """True when no tuning seed is an evaluation seed: no final run reuses a tuning run, so the
+        tuning runs of one group and seed may train stacked (their seconds are not compared)."""
+        return not set(self.tuning_seeds) & set(self.seeds)
+
     def lr_source(self, optimizer: str) -> str:
         """Where ``optimizer``'s grid comes from: ``config`` (tune.lr), ``run.lr``, ``plugin`` or ``default``."""
         if optimizer in self.lr_grids:
@@ -564,8 +570,8 @@ def _validate(tree: dict, source: str, registry) -> SweepConfig:
                                       _scalar("tune.per_seed", tune["per_seed"]))
     elif "seeds" in tune:
         kw["per_seed"] = False   # naming the tuning seeds asks for tuning once on them
-    if kw.get("per_seed", True) and "seeds" in tune:
-        raise UsageError("tune.seeds: only used with tune.per_seed = false (per seed, every seed tunes itself)")
+    if kw.get("per_seed", True):
+        kw.pop("tune_seeds", None)   # per seed, every seed tunes itself: named tuning seeds have no use
     if "max_extensions" in tune:
         kw["max_extensions"] = parse_value("tune.max_extensions", MAX_EXTENSIONS,
                                             _scalar("tune.max_extensions", tune["max_extensions"]))

@@ -203,9 +203,13 @@ class _Worker:
         child.close()
         self.task = None
         self.started = 0.0
+        self.limit = 0.0
 
-    def send(self, task) -> None:
+    def send(self, task, timeout: float = 0) -> None:
+        """Start ``task``; ``timeout`` (0: none) is this task's limit, scaled by its ``timeout_scale``
+        (a stack of k cells gets k cells' time)."""
         self.task, self.started = task, time.monotonic()
+        self.limit = float(timeout) * float(getattr(task, "timeout_scale", 1))
         self.conn.send(task)
 
     def stop(self) -> None:
@@ -247,7 +251,7 @@ class WorkerPool:
         try:
             if not worker.process.is_alive():
                 raise BrokenPipeError
-            worker.send(task)
+            worker.send(task, self.timeout)
         except (BrokenPipeError, ConnectionError, EOFError):
             worker.task = None
             self._replace(worker)
@@ -266,7 +270,7 @@ class WorkerPool:
         wait_for = 1.0
         if self.timeout > 0:
             now = time.monotonic()
-            wait_for = max(0.0, min(wait_for, min(w.started + self.timeout - now for w in busy)))
+            wait_for = max(0.0, min(wait_for, min(w.started + w.limit - now for w in busy)))
         ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], wait_for))
         for worker in busy:
             task = worker.task
@@ -288,9 +292,9 @@ class WorkerPool:
                 why = describe_exit(worker.process.exitcode)
                 self._replace(worker)
                 yield task, self.on_fault(task, "error", f"the worker process {why}")
-            elif self.timeout > 0 and time.monotonic() - worker.started >= self.timeout:
+            elif self.timeout > 0 and time.monotonic() - worker.started >= worker.limit:
                 self._replace(worker)
-                yield task, self.on_fault(task, "timeout", f"still running after the {self.timeout:g} s "
+                yield task, self.on_fault(task, "timeout", f"still running after the {worker.limit:g} s "
                                                            "per-cell timeout; its worker was killed")
 
     def _replace(self, worker: _Worker) -> None:

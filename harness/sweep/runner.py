@@ -46,7 +46,8 @@ from harness.sweep.plan import (ONCE, Cell, Group, Plan, build_plan, choose, edg
 from harness.results.store import (SweepLock, cell_frame, clean_temporaries, export_csv, read_cell,
                                    read_results, status_frame, verify_stored, write_cell)
 
-__all__ = ["CellTask", "ReferenceTask", "run_cell", "run_reference", "run_sweep", "SweepOutcome",
+__all__ = ["CellTask", "StackTask", "ReferenceTask", "run_cell", "run_stack", "run_reference", "run_sweep",
+           "SweepOutcome",
            "DEFAULT_TIMEOUT", "MAX_CRASHES", "sweep_identity"]
 
 DEFAULT_TIMEOUT = 1800   # seconds per cell when the config sets none (0 = no limit)
@@ -64,6 +65,23 @@ class CellTask:
     phase: str
     sweep: str
     reference: float | None = None
+
+
+@dataclass(frozen=True)
+class StackTask:
+    """Tuning cells of one group on one seed, equal but for the learning rate: trained as one stack."""
+
+    cells: tuple   # of CellTask
+
+    @property
+    def cell_id(self) -> str:
+        """The executor's name for the task (the first cell's id, marked)."""
+        return f"stack:{self.cells[0].cell_id}+{len(self.cells) - 1}"
+
+    @property
+    def timeout_scale(self) -> int:
+        """A stack of k cells may run as long as k cells."""
+        return len(self.cells)
 
 
 @dataclass(frozen=True)
@@ -103,6 +121,31 @@ def run_cell(task: CellTask, registry=None):
         return status_frame(task.config, "error", last_line(exc), **meta)
 
 
+def run_stack(task: StackTask, registry=None) -> list:
+    """Train a stack's cells together (``harness.learning.stacked``); one frame per cell, never raises.
+
+    If the stack fails as a whole (a refusal, a plugin raising), each cell runs
+    alone instead, so that every cell gets its own record and its own reason.
+    """
+    registry = registry if registry is not None else _worker_registry()
+    try:
+        from harness.learning.stacked import train_stacked
+
+        frames = train_stacked([t.config for t in task.cells], registry=registry)
+        return [cell_frame(frame, t.config, sweep=t.sweep, cell_id=t.cell_id, phase=t.phase,
+                           reference=t.reference) for frame, t in zip(frames, task.cells)]
+    except Exception:  # each cell is rerun alone and records its own fault
+        return [run_cell(t, registry) for t in task.cells]
+
+
+def _stacks(tasks: list) -> list:
+    """Tuning tasks that differ in ``lr`` alone, grouped into stacks (a lone task stays a CellTask)."""
+    by_key: dict = {}
+    for task in tasks:
+        by_key.setdefault((task.phase, replace(task.config, lr=0.0)), []).append(task)
+    return [StackTask(tuple(group)) if len(group) > 1 else group[0] for group in by_key.values()]
+
+
 def run_reference(task: ReferenceTask, registry=None) -> tuple:
     """``(convex optimum of the training loss, None)`` or ``(nan, error line)``."""
     try:
@@ -117,6 +160,11 @@ def run_reference(task: ReferenceTask, registry=None) -> tuple:
         return math.nan, last_line(exc)
 
 
+def _run_task(task, registry=None):
+    """The worker's entry point: a cell, or a stack of tuning cells."""
+    return run_stack(task, registry) if isinstance(task, StackTask) else run_cell(task, registry)
+
+
 def _cell_fault(task: CellTask, status: str, reason: str):
     """The record of a cell the worker could not finish: it died (``error``) or hung (``timeout``)."""
     return status_frame(task.config, status, reason, sweep=task.sweep, cell_id=task.cell_id, phase=task.phase,
@@ -128,6 +176,8 @@ def _reference_fault(task: ReferenceTask, status: str, reason: str) -> tuple:
 
 
 def _on_fault(task, status: str, reason: str):
+    if isinstance(task, StackTask):
+        return [_cell_fault(t, status, reason) for t in task.cells]
     return _cell_fault(task, status, reason) if isinstance(task, CellTask) else _reference_fault(task, status, reason)
 
 
@@ -170,9 +220,12 @@ class _Runner:
         # tuning frames written by this process, kept so that choosing rates and reusing a tuning run
         # need not read them back from disk (reading a stored cell costs tens of milliseconds)
         self.tune_frames: dict = {}
+        # stacked tuning (one task per group and seed) only when no final run reuses a tuning run, so
+        # that every stored final run was trained and timed alone
+        self.stack_tuning = config.held_out_tuning
         local = config.backend == "loky"
         # local workers are forked and inherit this (possibly test-injected) registry; dask workers load their own
-        self.cell_fn = functools.partial(run_cell, registry=registry) if local else run_cell
+        self.cell_fn = functools.partial(_run_task, registry=registry) if local else _run_task
         self.ref_fn = functools.partial(run_reference, registry=registry) if local else run_reference
 
     def _retry(self, sweep_dir: Path) -> set:
@@ -201,10 +254,12 @@ class _Runner:
 
     def _fault(self, task, status: str, reason: str):
         """A task its worker could not finish: count a crash (so a resume retries it once) and record it."""
-        if isinstance(task, CellTask):
-            self.faulted.add(task.cell_id)
-        if isinstance(task, CellTask) and status == "error":
-            self.crashed[task.cell_id] = self.crashed.get(task.cell_id, 0) + 1
+        cells = task.cells if isinstance(task, StackTask) else (task,) if isinstance(task, CellTask) else ()
+        for cell in cells:
+            self.faulted.add(cell.cell_id)
+            if status == "error":
+                self.crashed[cell.cell_id] = self.crashed.get(cell.cell_id, 0) + 1
+        if cells and status == "error":
             self.on_crash()
         return _on_fault(task, status, reason)
 
@@ -251,22 +306,29 @@ class _Runner:
         counts: dict = {}
         bar = progress_bar(len(tasks), desc, self.quiet)
         bar.set_postfix({"failed": 0, "diverged": 0}, refresh=False)
+        if self.stack_tuning and all(t.phase == "tune" for t in tasks):
+            tasks = _stacks(tasks)
         try:
-            for task, frame in self._run(self.cell_fn, tasks, desc):
-                write_cell(self.sweep_dir, frame)
-                self.written.add(task.cell_id)
-                if task.phase == "tune":
-                    self.tune_frames[task.cell_id] = frame
-                if task.cell_id not in self.faulted and self.crashed.pop(task.cell_id, None) is not None:
-                    self.on_crash()    # a retried cell finished: forget its crash
-                status = str(frame["status"].iloc[-1])
-                counts[status] = counts.get(status, 0) + 1
+            for task, result in self._run(self.cell_fn, tasks, desc):
+                done = zip(task.cells, result) if isinstance(task, StackTask) else ((task, result),)
+                for cell, frame in done:
+                    self._store(cell, frame, counts)
+                    bar.update(1)
                 bar.set_postfix({"failed": counts.get("error", 0), "diverged": counts.get("diverged", 0)},
                                 refresh=False)
-                bar.update(1)
         finally:
             bar.close()
         return counts
+
+    def _store(self, task: CellTask, frame, counts: dict) -> None:
+        write_cell(self.sweep_dir, frame)
+        self.written.add(task.cell_id)
+        if task.phase == "tune":
+            self.tune_frames[task.cell_id] = frame
+        if task.cell_id not in self.faulted and self.crashed.pop(task.cell_id, None) is not None:
+            self.on_crash()    # a retried cell finished: forget its crash
+        status = str(frame["status"].iloc[-1])
+        counts[status] = counts.get(status, 0) + 1
 
     def frame(self, cell_id: str):
         """A stored cell's records: from memory when this process ran it, else from the store."""

@@ -466,7 +466,10 @@ def _run(config: SweepConfig, plan: Plan, registry, datasets: dict, client, *, a
             "started": now(),
             "finished": None,
             "tuning_protocol": {"objectives": list(config.tune_metrics), "per_seed": config.per_seed,
-                                "seeds": list(config.tuning_seeds), "max_extensions": config.max_extensions},
+                                "seeds": list(config.tuning_seeds), "max_extensions": config.max_extensions,
+                                # held out: no tuning seed is an evaluation seed, so no final run reuses a
+                                # tuning run and one group's tuning rates train stacked
+                                "held_out": config.held_out_tuning, "stacked": config.held_out_tuning},
             "tuning": [],
             "selection": {},
             # a resume keeps the cells the last run added (grid extensions, final cells): they count as stored

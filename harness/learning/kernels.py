@@ -457,11 +457,12 @@ if numba is not None:
                     np.dot(Xm, W, Z)
                 else:
                     np.dot(A[off - m * fi:off].reshape((m, fi)), W, Z)
-                for r in range(m):
-                    zr = Z[r]
-                    for j in range(fo):
-                        zr[j] += b[j]
-                if hidden:
+                if not hidden:
+                    for r in range(m):
+                        zr = Z[r]
+                        for j in range(fo):
+                            zr[j] += b[j]
+                else:
                     gamma = flat[bo + fo:bo + 2 * fo]
                     beta = flat[bo + 2 * fo:bo + 3 * fo]
                     mean = stat[h:h + fo]
@@ -472,9 +473,10 @@ if numba is not None:
                     for j in range(fo):
                         mean[j] = 0
                         var[j] = 0
-                    for r in range(m):
+                    for r in range(m):  # z += b, summed for the mean in the same pass
                         zr = Z[r]
                         for j in range(fo):
+                            zr[j] += b[j]
                             mean[j] += zr[j]
                     for j in range(fo):
                         mean[j] = mean[j] / cnt
@@ -535,10 +537,6 @@ if numba is not None:
                         gb[j] += gr[j]
                 if l > 0:
                     np.dot(G, Wf.reshape((fi, fo)).T, D[prev:off].reshape((m, fi)))
-                    Ap = A[prev:off]
-                    Dp = D[prev:off]
-                    for q in range(m * fi):
-                        Dp[q] *= _derivative(Ap[q], act)
                     # batch norm of layer l-1 (width fi): dL/d(its output) -> dL/dz, gamma and beta gradients
                     h -= fi
                     pbo = layout[l - 1, 3]
@@ -546,7 +544,8 @@ if numba is not None:
                     beta = flat[pbo + 2 * fi:pbo + 3 * fi]
                     g_gamma = grads[pbo + fi:pbo + 2 * fi]
                     g_beta = grads[pbo + 2 * fi:pbo + 3 * fi]
-                    Dm = Dp.reshape((m, fi))
+                    Dm = D[prev:off].reshape((m, fi))
+                    Am = A[prev:off].reshape((m, fi))
                     XHm = XH[prev:off].reshape((m, fi))
                     inv = inv_std[h:h + fi]
                     s_gamma = stat[h:h + fi]
@@ -554,10 +553,12 @@ if numba is not None:
                     for j in range(fi):
                         g_gamma[j] = 0
                         g_beta[j] = 0
-                    for r in range(m):
+                    for r in range(m):  # through the activation, then the gamma and beta sums, in one pass
                         dr = Dm[r]
+                        ar = Am[r]
                         xr = XHm[r]
                         for j in range(fi):
+                            dr[j] *= _derivative(ar[j], act)
                             g_gamma[j] += dr[j] * xr[j]
                             g_beta[j] += dr[j]
                     for j in range(fi):

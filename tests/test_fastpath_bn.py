@@ -248,3 +248,18 @@ def test_a_batch_of_one_normalises_with_one_over_sqrt_eps(rng):
     np.testing.assert_allclose(b1, p, rtol=1e-12)
     np.testing.assert_allclose(W1.reshape(4, 3), np.outer(hidden, p), rtol=1e-12, atol=1e-300)
     np.testing.assert_allclose(model.running_var[0], np.full(4, 0.9), rtol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_planning_loads_the_bn_kernel_so_no_epoch_pays_for_compilation(dtype):
+    model = MLP(6, 3, (5, 4), "tanh", batch_norm=True, seed=0, dtype=dtype)
+    y = np.arange(8, dtype=np.int64) % 3
+    loss, optimizer = make_ce(y, 3), PlainGD("shuffled", 4, True)
+    assert kernels.plan_for(model, optimizer, loss) is not None
+    signatures = list(kernels._bn_batch_epoch.signatures)
+    assert any(str(sig[0].dtype) == dtype for sig in signatures)
+    before = [m.copy() for m in model.running_mean]
+    train_epoch(model, optimizer, loss, np.ones((8, 6), dtype) * np.arange(8, dtype=dtype)[:, None], y,
+                np.random.default_rng(0), make_schedule("constant", 0.1))
+    assert kernels._bn_batch_epoch.signatures == signatures  # the real epoch reused the warmed-up specialisation
+    assert all(not np.array_equal(a, b) for a, b in zip(model.running_mean, before))  # written back to the model

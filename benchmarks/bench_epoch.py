@@ -24,7 +24,13 @@ The numba first-call cost is measured in fresh processes: with an empty
 compilation cache (what the first run on a machine pays) and with the cache
 filled (what every later process, e.g. each sweep worker, pays).
 
-Usage: ``python benchmarks/bench_epoch.py [--repeats 5] [--subset 2000] [--quick] [--no-compile-cost]``
+``--bn`` adds batch normalisation (``minibatch-bn``): one epoch (digits, batch
+32, the MLP above with batch norm) through the compiled batch-norm kernel and
+through the numpy path, and one default-sweep ``minibatch-bn`` cell (``ce``,
+hidden 32, relu, 20 epochs, 1000 samples, the trainer's ``train_seconds``) on
+digits and face-vs-background on both paths, beside a plain ``minibatch`` cell.
+
+Usage: ``python benchmarks/bench_epoch.py [--repeats 5] [--subset 2000] [--quick] [--no-compile-cost] [--bn]``
 """
 from __future__ import annotations
 
@@ -72,11 +78,13 @@ def median_time(run_epoch, repeats: int) -> float:
     return statistics.median(times)
 
 
-def ours(X, y, batch, dtype="float64"):
+def ours(X, y, batch, dtype="float64", batch_norm=False, compiled=True):
     X = np.ascontiguousarray(X, dtype=dtype)
     loss = make_ce(y, 10)
-    model = MLP(X.shape[1], 10, (HIDDEN,), "relu", seed=0, dtype=dtype)
-    optimizer = PlainGD("full") if batch >= len(y) else PlainGD("shuffled", batch)
+    model = MLP(X.shape[1], 10, (HIDDEN,), "relu", batch_norm=batch_norm, seed=0, dtype=dtype)
+    optimizer = PlainGD("full") if batch >= len(y) else PlainGD("shuffled", batch, no_single_batches=batch_norm)
+    if not compiled:
+        optimizer.step_is_plain_gd = False  # an instance without the fast-path capability: the numpy path
     rng = np.random.default_rng(0)
     lr_at = make_schedule("constant", LR)
     return lambda: train_epoch(model, optimizer, loss, X, y, rng, lr_at)
@@ -156,6 +164,51 @@ def first_call_cost() -> str:
             f"(imports: {imp_cold} s / {imp_warm} s)")
 
 
+BN_CELL = dict(loss="ce", hidden=(32,), activation="relu", epochs=20, lr=0.05, seed=0,
+               dataset_params={"max_samples": 1000})
+
+
+def bn_rows(repeats: int) -> None:
+    """Batch normalisation: one epoch, then one default-sweep cell, compiled kernel vs numpy path."""
+    from harness.learning import kernels
+    from harness.learning.runconfig import RunConfig
+    from harness.learning.split import load_split
+    from harness.learning.trainer import train
+    from harness.plugin.loader import load_registry
+
+    X, y = next(datasets(True))[1:]
+    t_plain = median_time(ours(X, y, 32), repeats)
+    t_fast = median_time(ours(X, y, 32, batch_norm=True), repeats)
+    t_numpy = median_time(ours(X, y, 32, batch_norm=True, compiled=False), repeats)
+    print(f"# batch norm, one epoch: digits, batch 32, MLP 64-{HIDDEN}-10 relu, float64, median of {repeats}")
+    print(f"bn epoch    compiled {t_fast * 1e3:.2f} ms  numpy path {t_numpy * 1e3:.2f} ms  "
+          f"numpy/compiled {t_numpy / t_fast:.2f}x  (plain minibatch, compiled: {t_plain * 1e3:.2f} ms)", flush=True)
+    registry = load_registry()
+    print(f"# one default-sweep cell: {BN_CELL}; median of {repeats} runs' train_seconds (training steps only)")
+    header = f"{'dataset':<20}{'bn compiled ms':>16}{'bn numpy ms':>13}{'numpy/compiled':>16}{'minibatch ms':>14}"
+    print(header)
+    print("-" * len(header))
+    previous = os.environ.get(kernels.ENV_SWITCH)
+    try:
+        for name in ("digits", "face-vs-background"):
+            split = load_split(name, seed=0, registry=registry, max_samples=1000)
+            cells = {}
+            for label, optimizer, flag in (("fast", "minibatch-bn", "1"), ("numpy", "minibatch-bn", "0"),
+                                           ("plain", "minibatch", "1")):
+                os.environ[kernels.ENV_SWITCH] = flag
+                config = RunConfig.make(name, optimizer=optimizer, **BN_CELL)
+                train(config, split=split, registry=registry)  # warm-up
+                cells[label] = statistics.median(
+                    train(config, split=split, registry=registry).train_seconds.iloc[-1] for _ in range(repeats))
+            print(f"{name:<20}{cells['fast'] * 1e3:>16.1f}{cells['numpy'] * 1e3:>13.1f}"
+                  f"{cells['numpy'] / cells['fast']:>16.2f}{cells['plain'] * 1e3:>14.1f}", flush=True)
+    finally:
+        if previous is None:
+            os.environ.pop(kernels.ENV_SWITCH, None)
+        else:
+            os.environ[kernels.ENV_SWITCH] = previous
+
+
 def versions() -> str:
     import numba
     import sklearn
@@ -183,6 +236,8 @@ def main(argv=None):
                         help="batch size 1 on the 20000-sample set: time this many updates and scale")
     parser.add_argument("--quick", action="store_true", help="digits only")
     parser.add_argument("--no-compile-cost", action="store_true", help="skip the numba first-call measurement")
+    parser.add_argument("--bn", action="store_true", help="add the batch-norm rows (one epoch and one sweep cell)")
+    parser.add_argument("--bn-only", action="store_true", help="only the batch-norm rows")
     args = parser.parse_args(argv)
 
     torch_make = torch_contestant()
@@ -191,6 +246,11 @@ def main(argv=None):
     print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"uptime at start: {uptime()}")
     print(versions())
+    if args.bn_only:
+        with threadpool_limits(limits=1):
+            bn_rows(args.repeats)
+        print(f"# uptime at end: {uptime()} (other processes on the machine inflate times)")
+        return
     if torch_make is None:
         print("# PyTorch not importable: torch column skipped (pip install torch to include it)")
     header = (f"{'dataset':<11}{'batch':>7}{'n':>7}{'ours ms':>10}{'f32 ms':>9}{'sklearn ms':>12}{'torch ms':>10}"
@@ -217,6 +277,9 @@ def main(argv=None):
                       f"{t_ours / updates * 1e6:>12.1f}", flush=True)
     print("# ratios > 1: ours (float64) is faster. f32 = ours in float32. * = timed on the first "
           f"{args.subset} samples' updates and scaled to the full epoch.")
+    if args.bn:
+        with threadpool_limits(limits=1):
+            bn_rows(args.repeats)
     if not args.no_compile_cost:
         print(first_call_cost())
     print(f"# uptime at end: {uptime()} (other processes on the machine inflate times)")

@@ -3,7 +3,8 @@
 The fast path is a capability, never a list of plugin names. An epoch runs
 compiled only when all three parts offer it:
 
-* the model: ``MLP.compiled_ok`` (no batch normalisation);
+* the model: ``MLP.compiled_ok`` (the plain network), or an ``MLP`` with batch
+  normalisation, which trains in its own mini-batch kernel (``_bn_batch_epoch``);
 * the optimizer: ``step_is_plain_gd = True``, declaring that ``step(params,
   grads, lr)`` is exactly ``p -= lr * g`` for every array and keeps no state,
   so the kernel may apply it itself (fused into the backward pass);
@@ -17,8 +18,8 @@ compiled only when all three parts offer it:
   say). The batch loss is the mean of the row losses, its gradient the row
   gradients divided by the batch size, as ``Loss.loss_grad`` defines them.
 
-Anything else (a plugin optimizer with state, a loss without a kernel, batch
-norm, numba missing, ``HARNESS_FASTPATH=0``) takes the general numpy path,
+Anything else (a plugin optimizer with state, a loss without a kernel, numba
+missing, ``HARNESS_FASTPATH=0``) takes the general numpy path,
 unchanged. The optimizer's ``batches`` generator still decides the order: its
 index arrays for one epoch are concatenated and handed to the kernel, with the
 epoch's learning rates precomputed from the schedule.
@@ -70,7 +71,18 @@ class FastPlan:
         self.sample_A = np.empty(self.width, model.dtype)
         self.sample_D = np.empty(self.width, model.dtype)
         self._batch_capacity = self._gather_size = 0
-        self.A = self.D = self.Xb = np.empty(0, model.dtype)
+        self.A = self.D = self.Xb = self.XH = np.empty(0, model.dtype)
+        self.batch_norm = bool(getattr(model, "batch_norm", False))
+        if self.batch_norm:
+            hidden = int(sum(model.layout[:-1, 1]))
+            # running mean (row 0) and variance (row 1) of every hidden layer, copied in and out per epoch
+            self.running = np.empty((2, hidden), model.dtype)
+            self.inv_std = np.empty(hidden, model.dtype)     # 1/sqrt(batch var + eps) of the current batch
+            self.stat = np.empty(hidden, model.dtype)        # per-feature scratch (mean, variance, sums)
+            self.stat2 = np.empty(hidden, model.dtype)
+            m, eps = model.bn_momentum, model.bn_eps
+            # the numpy path's Python scalars, rounded to the model's dtype as numpy rounds them
+            self.bn_consts = np.array([1.0 - m, m, eps], model.dtype)
 
     def batch_buffers(self, rows: int, gathered: int, n_features: int):
         """Activations and deltas for ``rows`` rows; room to gather ``gathered`` input rows."""
@@ -78,6 +90,8 @@ class FastPlan:
         if rows > self._batch_capacity:
             self.A = np.empty(rows * self.width, dtype)
             self.D = np.empty(rows * self.width, dtype)
+            if self.batch_norm:
+                self.XH = np.empty(rows * self.width, dtype)  # x-hat of the hidden layers (same offsets as A)
             self._batch_capacity = rows
         if gathered * n_features > self._gather_size:
             self.Xb = np.empty(gathered * n_features, dtype)
@@ -95,8 +109,7 @@ def plan_for(model, optimizer, loss):
     exists yet); ``train_epoch`` calls it, and a runner should call it once
     before starting its clock so that this never counts as training time.
     """
-    if not (enabled() and getattr(model, "compiled_ok", False)
-            and getattr(optimizer, "step_is_plain_gd", False) is True):
+    if not (enabled() and _model_ok(model) and getattr(optimizer, "step_is_plain_gd", False) is True):
         return None
     cached = _PLANS.get(model)
     if cached is not None and cached[0] is loss:
@@ -113,6 +126,14 @@ def plan_for(model, optimizer, loss):
     return plan
 
 
+def _model_ok(model) -> bool:
+    """The plain network (``compiled_ok``) or a batch-norm MLP, which ``_bn_batch_epoch`` trains."""
+    if getattr(model, "compiled_ok", False):
+        return True
+    return (getattr(model, "batch_norm", False) is True and len(getattr(model, "running_mean", ())) > 0
+            and isinstance(getattr(model, "layout", None), np.ndarray))
+
+
 def _warm_up(plan: FastPlan) -> None:
     """Load (or, the first time on a machine, compile) both epoch kernels for this dtype now.
 
@@ -122,6 +143,12 @@ def _warm_up(plan: FastPlan) -> None:
     model, dtype = plan.model, plan.model.dtype
     X0, y0, none = np.zeros((0, int(model.layout[0, 0])), dtype), np.zeros(0, np.int64), np.zeros(0, np.int64)
     rates = np.zeros(0, dtype)
+    if plan.batch_norm:
+        _bn_batch_epoch(model.flat_params, model.flat_grads, model.layout, plan.act, X0, y0, none,
+                        np.zeros(1, np.int64), rates, rates, rates, rates, plan.bn_consts, False, plan.kernel,
+                        plan.kernel_params, plan.A, plan.XH, plan.D, plan.Xb, plan.running, plan.inv_std,
+                        plan.stat, plan.stat2)
+        return
     _sample_epoch(model.flat_params, model.layout, plan.act, X0, y0, none, rates, plan.kernel, plan.kernel_params,
                   plan.sample_A, plan.sample_D)
     _batch_epoch(model.flat_params, model.flat_grads, model.layout, plan.act, X0, y0, none, np.zeros(1, np.int64),
@@ -147,6 +174,8 @@ def run_epoch(plan: FastPlan, batches: list, X: np.ndarray, y: np.ndarray, lrs: 
     if len(order) and (order.min() < 0 or order.max() >= len(y)):
         raise IndexError(f"optimizer batch index out of range 0..{len(y) - 1}")  # the kernels do not bounds-check
     lrs = lrs.astype(model.dtype)
+    if plan.batch_norm:
+        return _run_bn_epoch(plan, sizes, order, X, y, lrs)
     if len(sizes) and np.all(sizes == 1):
         done, bad = _sample_epoch(model.flat_params, model.layout, plan.act, X, y, order, lrs,
                                   plan.kernel, plan.kernel_params, plan.sample_A, plan.sample_D)
@@ -160,6 +189,44 @@ def run_epoch(plan: FastPlan, batches: list, X: np.ndarray, y: np.ndarray, lrs: 
     inv_sizes = (1.0 / np.maximum(sizes, 1)).astype(model.dtype)
     done, bad = _batch_epoch(model.flat_params, model.flat_grads, model.layout, plan.act, X, y,
                              order, starts, lrs, inv_sizes, identity, plan.kernel, plan.kernel_params, A, D, Xb)
+    return done, int(starts[done]), bad
+
+
+def _run_bn_epoch(plan: FastPlan, sizes: np.ndarray, order: np.ndarray, X: np.ndarray, y: np.ndarray,
+                  lrs: np.ndarray):
+    """A batch-norm epoch: every batch (a batch of one too) through ``_bn_batch_epoch``.
+
+    The running statistics live in the model's per-layer arrays; they are
+    copied into one buffer for the kernel and written back after it, so the
+    evaluation (``forward(train=False)``) sees what the numpy path would leave.
+    """
+    model, dtype = plan.model, plan.model.dtype
+    starts = np.zeros(len(sizes) + 1, np.int64)
+    np.cumsum(sizes, out=starts[1:])
+    n = len(y)
+    identity = len(sizes) == 1 and sizes[0] == n and np.array_equal(order, np.arange(n))
+    rows = int(sizes.max()) if len(sizes) else 0
+    A, D, Xb = plan.batch_buffers(rows, 0 if identity else rows, X.shape[1])
+    inv_sizes = (1.0 / np.maximum(sizes, 1)).astype(dtype)
+    counts = sizes.astype(dtype)
+    # the numpy path's (momentum * n/(n-1)) for the running variance, 1 for a batch of one
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unbiased = np.where(sizes > 1, sizes / (sizes - 1.0), 1.0)
+    var_scales = (model.bn_momentum * unbiased).astype(dtype)
+    widths = model.layout[:-1, 1]
+    offsets = np.concatenate(([0], np.cumsum(widths)))
+    for l in range(len(widths)):
+        plan.running[0, offsets[l]:offsets[l + 1]] = model.running_mean[l]
+        plan.running[1, offsets[l]:offsets[l + 1]] = model.running_var[l]
+    try:
+        done, bad = _bn_batch_epoch(model.flat_params, model.flat_grads, model.layout, plan.act, X, y, order,
+                                    starts, lrs, inv_sizes, counts, var_scales, plan.bn_consts, identity,
+                                    plan.kernel, plan.kernel_params, A, plan.XH, D, Xb, plan.running,
+                                    plan.inv_std, plan.stat, plan.stat2)
+    finally:
+        for l in range(len(widths)):
+            model.running_mean[l][...] = plan.running[0, offsets[l]:offsets[l + 1]]
+            model.running_var[l][...] = plan.running[1, offsets[l]:offsets[l + 1]]
     return done, int(starts[done]), bad
 
 
@@ -329,6 +396,187 @@ if numba is not None:
                     Dp = D[prev:off]
                     for q in range(m * fi):
                         Dp[q] *= _derivative(Ap[q], act)
+                for q in range(fi * fo):
+                    Wf[q] -= lr * gWf[q]
+                for j in range(fo):
+                    b[j] -= lr * gb[j]
+                off = prev
+            if not math.isfinite(value):
+                return t + 1, t
+        return starts.shape[0] - 1, -1
+
+    @_jit
+    def _bn_batch_epoch(flat, grads, layout, act, X, y, order, starts, lrs, inv_sizes, counts, var_scales, consts,
+                        identity, kernel, kparams, A, XH, D, Xb, running, inv_std, stat, stat2):
+        """Mini-batch updates of a batch-norm MLP, in the order of operations of the numpy path.
+
+        Hidden layer l (``MLP.forward`` / ``_batch_norm_forward``): z = a W + b;
+        the batch mean and biased variance (sums row by row, then divided by the
+        batch size); the running averages updated as the model does; x-hat =
+        (z - mean) * (1 / sqrt(var + eps)), so a batch of one gives x-hat = 0 and
+        1/sqrt(eps); output act(x-hat * gamma + beta). ``counts`` holds each batch
+        size, ``var_scales`` momentum * n/(n-1), ``consts`` (1 - momentum,
+        momentum, eps), all in the model's dtype as numpy rounds them; ``running``
+        holds the running means (row 0) and variances (row 1) of all hidden layers.
+        Backward: ``MLP._batch_norm_backward``; gamma and beta of layer l follow
+        its bias in the flat buffer. Each parameter is stepped right after its last
+        use, so every gradient sees the parameters of before the update.
+        """
+        L1 = layout.shape[0]
+        d = layout[0, 0]
+        k = layout[L1 - 1, 1]
+        keep, mom, eps = consts[0], consts[1], consts[2]
+        rmean = running[0]
+        rvar = running[1]
+        hidden_total = inv_std.shape[0]
+        for t in range(starts.shape[0] - 1):
+            s0, s1 = starts[t], starts[t + 1]
+            m = s1 - s0
+            lr = lrs[t]
+            cnt = counts[t]
+            vscale = var_scales[t]
+            if identity:
+                Xm = X
+            else:
+                Xm = Xb[:m * d].reshape((m, d))
+                for r in range(m):
+                    src = X[order[s0 + r]]
+                    dst = Xm[r]
+                    for c in range(d):
+                        dst[c] = src[c]
+            # forward; layer l's (m, fo) block starts at m * (sum of earlier widths), in A and in XH
+            off = 0
+            h = 0  # layer l's first feature among the hidden layers' features (statistics buffers)
+            for l in range(L1):
+                fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+                W = flat[wo:wo + fi * fo].reshape((fi, fo))
+                b = flat[bo:bo + fo]
+                hidden = l < L1 - 1
+                Z = (XH if hidden else A)[off:off + m * fo].reshape((m, fo))
+                if l == 0:
+                    np.dot(Xm, W, Z)
+                else:
+                    np.dot(A[off - m * fi:off].reshape((m, fi)), W, Z)
+                if not hidden:
+                    for r in range(m):
+                        zr = Z[r]
+                        for j in range(fo):
+                            zr[j] += b[j]
+                else:
+                    gamma = flat[bo + fo:bo + 2 * fo]
+                    beta = flat[bo + 2 * fo:bo + 3 * fo]
+                    mean = stat[h:h + fo]
+                    var = stat2[h:h + fo]
+                    inv = inv_std[h:h + fo]
+                    rm = rmean[h:h + fo]
+                    rv = rvar[h:h + fo]
+                    for j in range(fo):
+                        mean[j] = 0
+                        var[j] = 0
+                    for r in range(m):  # z += b, summed for the mean in the same pass
+                        zr = Z[r]
+                        for j in range(fo):
+                            zr[j] += b[j]
+                            mean[j] += zr[j]
+                    for j in range(fo):
+                        mean[j] = mean[j] / cnt
+                    for r in range(m):
+                        zr = Z[r]
+                        for j in range(fo):
+                            zr[j] -= mean[j]
+                            var[j] += zr[j] * zr[j]
+                    for j in range(fo):
+                        var[j] = var[j] / cnt
+                        rm[j] = rm[j] * keep
+                        rm[j] += mom * mean[j]
+                        rv[j] = rv[j] * keep
+                        rv[j] += vscale * var[j]
+                        inv[j] = var[j] + eps
+                        inv[j] = math.sqrt(inv[j])
+                        inv[j] = 1 / inv[j]
+                    Out = A[off:off + m * fo].reshape((m, fo))
+                    for r in range(m):
+                        zr = Z[r]
+                        outr = Out[r]
+                        for j in range(fo):
+                            zr[j] = zr[j] * inv[j]
+                            outr[j] = zr[j] * gamma[j]
+                            outr[j] += beta[j]
+                            outr[j] = _activate(outr[j], act)
+                    h += fo
+                off += m * fo
+            out = off - m * k
+            total = 0.0
+            for r in range(m):
+                total += kernel(A[out + r * k:].ctypes, k, y[order[s0 + r]], kparams.ctypes, D[out + r * k:].ctypes)
+            scale = inv_sizes[t]
+            G_out = D[out:out + m * k]
+            for q in range(m * k):
+                G_out[q] *= scale
+            value = total / m
+            # backward: gradients of layer l; delta of l-1 (old W_l) through the activation and batch norm
+            off = out
+            h = hidden_total
+            for l in range(L1 - 1, -1, -1):
+                fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+                G = D[off:off + m * fo].reshape((m, fo))
+                Wf = flat[wo:wo + fi * fo]
+                gWf = grads[wo:wo + fi * fo]
+                b = flat[bo:bo + fo]
+                gb = grads[bo:bo + fo]
+                prev = off - m * fi
+                if l == 0:
+                    np.dot(Xm.T, G, gWf.reshape((fi, fo)))
+                else:
+                    np.dot(A[prev:off].reshape((m, fi)).T, G, gWf.reshape((fi, fo)))
+                for j in range(fo):
+                    gb[j] = 0
+                for r in range(m):
+                    gr = G[r]
+                    for j in range(fo):
+                        gb[j] += gr[j]
+                if l > 0:
+                    np.dot(G, Wf.reshape((fi, fo)).T, D[prev:off].reshape((m, fi)))
+                    # batch norm of layer l-1 (width fi): dL/d(its output) -> dL/dz, gamma and beta gradients
+                    h -= fi
+                    pbo = layout[l - 1, 3]
+                    gamma = flat[pbo + fi:pbo + 2 * fi]
+                    beta = flat[pbo + 2 * fi:pbo + 3 * fi]
+                    g_gamma = grads[pbo + fi:pbo + 2 * fi]
+                    g_beta = grads[pbo + 2 * fi:pbo + 3 * fi]
+                    Dm = D[prev:off].reshape((m, fi))
+                    Am = A[prev:off].reshape((m, fi))
+                    XHm = XH[prev:off].reshape((m, fi))
+                    inv = inv_std[h:h + fi]
+                    s_gamma = stat[h:h + fi]
+                    s_beta = stat2[h:h + fi]
+                    for j in range(fi):
+                        g_gamma[j] = 0
+                        g_beta[j] = 0
+                    for r in range(m):  # through the activation, then the gamma and beta sums, in one pass
+                        dr = Dm[r]
+                        ar = Am[r]
+                        xr = XHm[r]
+                        for j in range(fi):
+                            dr[j] *= _derivative(ar[j], act)
+                            g_gamma[j] += dr[j] * xr[j]
+                            g_beta[j] += dr[j]
+                    for j in range(fi):
+                        s_gamma[j] = g_gamma[j] * gamma[j]
+                        s_gamma[j] = s_gamma[j] / cnt
+                        s_beta[j] = gamma[j] * g_beta[j]
+                        s_beta[j] = s_beta[j] / cnt
+                    for r in range(m):
+                        dr = Dm[r]
+                        xr = XHm[r]
+                        for j in range(fi):
+                            dr[j] *= gamma[j]
+                            dr[j] -= xr[j] * s_gamma[j]
+                            dr[j] -= s_beta[j]
+                            dr[j] *= inv[j]
+                    for j in range(fi):
+                        gamma[j] -= lr * g_gamma[j]
+                        beta[j] -= lr * g_beta[j]
                 for q in range(fi * fo):
                     Wf[q] -= lr * gWf[q]
                 for j in range(fo):

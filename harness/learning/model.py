@@ -157,7 +157,7 @@ class MLP:
     def compiled_ok(self) -> bool:
         """Whether the compiled epoch kernels (``harness.learning.kernels``) can train this model.
 
-        They implement the plain network only; batch normalisation stays on the numpy path.
+        The plain-network kernels; a batch-norm model trains in ``kernels._bn_batch_epoch`` instead.
         """
         return not self.batch_norm
 

@@ -50,13 +50,15 @@ def _uptime() -> str:
         return "uptime unavailable"
 
 
-def _median_seconds(fn, repeats: int) -> float:
-    times = []
+def _interleaved(fns: dict, repeats: int) -> dict:
+    """{name: (median, minimum) wall seconds}: the functions take turns, so a change of load hits all alike."""
+    times: dict = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(t), min(t)) for name, t in times.items()}
 
 
 def _synthetic_split(n: int, d: int, classes: int) -> Split:
@@ -73,7 +75,8 @@ def epoch_table(registry, repeats: int) -> None:
     rates = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3)   # small: nothing diverges or stops, all K train every epoch
     print(f"\n## epoch: training steps of one epoch, K={K}, hidden {HIDDEN}, relu, ce, float64 "
           f"(median of {repeats})")
-    print(f"{'set':20} {'batch':>5} {'one run':>10} {'stacked':>10} {'stacked/one':>12} {'stacked/K runs':>15}")
+    print(f"{'set':27} {'batch':>5} {'one run':>10} {'stacked':>10} {'stacked/one':>12} {'stacked/K runs':>15} "
+          f"{'min ratio':>12}")
     for name, (n, d, classes) in SIZES.items():
         split = _synthetic_split(n, d, classes)
         for batch, (optimizer, params) in BATCHES.items():
@@ -82,7 +85,6 @@ def epoch_table(registry, repeats: int) -> None:
             stack = stacked._Stack.build(configs, split, registry)
             assert stack is not None, "no stacked fast path for the built-ins"
             stack._epoch(stack.runs)    # warm-up
-            t_stack = _median_seconds(lambda: stack._epoch(stack.runs), repeats)
             spec = registry.get("optimizers", optimizer)
             optimizer_obj = spec.factory(**params)
             loss = registry.get("losses", "ce").factory(split.y_train, classes)
@@ -91,9 +93,11 @@ def epoch_table(registry, repeats: int) -> None:
             y = np.ascontiguousarray(split.y_train, dtype=np.int64)
             rng, lr_at = batch_rng(0), make_schedule("constant", rates[2])
             train_epoch(model, optimizer_obj, loss, X, y, rng, lr_at)   # warm-up
-            t_one = _median_seconds(lambda: train_epoch(model, optimizer_obj, loss, X, y, rng, lr_at), repeats)
-            print(f"{name + f' {n}x{d}':20} {batch:>5} {t_one * 1e3:8.2f}ms {t_stack * 1e3:8.2f}ms "
-                  f"{t_stack / t_one:11.2f}x {t_stack / (K * t_one):14.2f}x")
+            got = _interleaved({"one": lambda: train_epoch(model, optimizer_obj, loss, X, y, rng, lr_at),
+                                "stack": lambda: stack._epoch(stack.runs)}, repeats)
+            (t_one, m_one), (t_stack, m_stack) = got["one"], got["stack"]
+            print(f"{name + f' {n}x{d}':27} {batch:>5} {t_one * 1e3:8.2f}ms {t_stack * 1e3:8.2f}ms "
+                  f"{t_stack / t_one:11.2f}x {t_stack / (K * t_one):14.2f}x {m_stack / m_one:11.2f}x")
 
 
 def cell_table(registry, repeats: int) -> None:
@@ -118,10 +122,11 @@ def cell_table(registry, repeats: int) -> None:
             middle = configs[len(configs) // 2]
             train(middle, split=split, registry=registry)   # warm-up (kernels loaded)
             stacked.train_stacked(configs[:1], split=split, registry=registry)
-            t_one = _median_seconds(lambda: train(middle, split=split, registry=registry), repeats)
-            t_runs = _median_seconds(lambda: [train(c, split=split, registry=registry) for c in configs], repeats)
-            t_stack = _median_seconds(lambda: stacked.train_stacked(configs, split=split, registry=registry),
-                                      repeats)
+            got = _interleaved({
+                "one": lambda: train(middle, split=split, registry=registry),
+                "runs": lambda: [train(c, split=split, registry=registry) for c in configs],
+                "stack": lambda: stacked.train_stacked(configs, split=split, registry=registry)}, repeats)
+            (t_one, _), (t_runs, _), (t_stack, _) = got["one"], got["runs"], got["stack"]
             ratios.append(t_stack / t_one)
             print(f"{dataset:20} {optimizer:13} {t_one:8.3f}s {t_runs:8.3f}s {t_stack:8.3f}s "
                   f"{t_stack / t_one:8.2f}x {t_runs / t_one:10.2f}x")

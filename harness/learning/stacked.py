@@ -157,6 +157,7 @@ class _Stack:
         self.rest_layout[:, 2:] -= self.rest_start
         self.d, self.f0 = int(model.layout[0, 0]), int(model.layout[0, 1])
         self.width = int(model.layout[:, 1].sum())       # per copy: activations of every layer
+        self._buffers: dict = {}
         self.rest_width = self.width - self.f0              # per copy: activations of layers 1..
         self._compile()
 
@@ -192,30 +193,36 @@ class _Stack:
             flat[self.rest_start:] = self.rest[k]
 
     # ------------------------------------------------------------ the compiled loops
+    def _buffer(self, name: str, shape) -> np.ndarray:
+        """A work array kept across epochs (fresh large allocations cost page faults on every epoch)."""
+        size = int(np.prod(shape))
+        buf = self._buffers.get(name)
+        if buf is None or buf.size < size:
+            buf = self._buffers[name] = np.empty(max(size, 1), self.dtype)
+        return buf[:size].reshape(shape)
+
     def _sample(self, order, lrs, t0):
-        K, dtype = len(self.stacked), self.dtype
-        A0, D0 = np.empty(K * self.f0, dtype), np.empty(K * self.f0, dtype)
-        Ar, Dr = np.empty((K, max(self.rest_width, 1)), dtype), np.empty((K, max(self.rest_width, 1)), dtype)
+        K, b = len(self.stacked), self._buffer
+        KF, wr = K * self.f0, max(self.rest_width, 1)
         bad = np.zeros(K, np.int64)
         done = stacked_kernels.stacked_sample_epoch(
             self.W0, self.b0, self.rest, self.layout, self.rest_layout, self.plan.act, self.X, self.y, order,
-            lrs, t0, self.plan.kernel, self.plan.kernel_params, A0, D0, Ar, Dr, np.empty(K * self.f0, dtype),
-            np.empty(K), bad)
+            lrs, t0, self.plan.kernel, self.plan.kernel_params, b("A0", KF), b("D0", KF), b("Ar", (K, wr)),
+            b("Dr", (K, wr)), b("lrcol", KF), np.empty(K), bad)
         return done, bad
 
     def _batch(self, order, starts, lrs, inv_sizes, identity, t0):
-        K, dtype, d = len(self.stacked), self.dtype, self.d
+        K, b, d = len(self.stacked), self._buffer, self.d
+        KF = K * self.f0
         sizes = np.diff(starts)
         rows = int(sizes.max()) if len(sizes) else 0
-        A0, D0 = np.empty(rows * K * self.f0, dtype), np.empty(rows * K * self.f0, dtype)
-        Ar, Dr = np.empty((K, rows * self.width), dtype), np.empty((K, rows * self.width), dtype)
-        Xb = np.empty(0 if identity else rows * d, dtype)
         bad = np.zeros(K, np.int64)
         done = stacked_kernels.stacked_batch_epoch(
-            self.W0, self.b0, np.empty((d, K * self.f0), dtype), np.empty(K * self.f0, dtype), self.rest,
-            np.empty_like(self.rest), self.layout, self.rest_layout, self.plan.act, self.X, self.y, order, starts,
-            lrs, inv_sizes, identity, t0, self.plan.kernel, self.plan.kernel_params, A0, D0, Ar, Dr, Xb,
-            np.empty(K * self.f0, dtype), np.empty(K), bad)
+            self.W0, self.b0, b("gW0", (d, KF)), b("gb0", KF), self.rest, b("grest", self.rest.shape),
+            self.layout, self.rest_layout, self.plan.act, self.X, self.y, order, starts, lrs, inv_sizes, identity,
+            t0, self.plan.kernel, self.plan.kernel_params, b("A0", rows * KF), b("D0", rows * KF),
+            b("Ar", (K, rows * self.width)), b("Dr", (K, rows * self.width)), b("Xb", 0 if identity else rows * d),
+            b("lrcol", KF), np.empty(K), bad)
         return done, bad
 
     def _epoch(self, active) -> dict:

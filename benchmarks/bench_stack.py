@@ -105,7 +105,7 @@ def cell_table(registry, repeats: int) -> None:
     print(f"\n## cell: one group's {K}-rate grid, loss ce, 20 epochs, hidden {HIDDEN}, evaluation included "
           f"(wall, median of {repeats})")
     print(f"{'dataset':20} {'optimizer':13} {'one run':>9} {'K runs':>9} {'stacked':>9} {'grid/one':>9} "
-          f"{'K runs/one':>11}")
+          f"{'K runs/one':>11} {'train one':>10} {'train grid':>10} {'ratio':>9}")
     ratios = []
     for dataset in SIZES:
         try:
@@ -128,8 +128,14 @@ def cell_table(registry, repeats: int) -> None:
                 "stack": lambda: stacked.train_stacked(configs, split=split, registry=registry)}, repeats)
             (t_one, _), (t_runs, _), (t_stack, _) = got["one"], got["runs"], got["stack"]
             ratios.append(t_stack / t_one)
+            # training seconds inside the cell (the rest is evaluation and set-up): one run, and the grid's
+            # stacked epochs (the sum of the runs' shares)
+            train_one = train(middle, split=split, registry=registry).train_seconds.iloc[-1]
+            frames = stacked.train_stacked(configs, split=split, registry=registry)
+            train_stack = sum(frame.train_seconds.iloc[-1] for frame in frames)
             print(f"{dataset:20} {optimizer:13} {t_one:8.3f}s {t_runs:8.3f}s {t_stack:8.3f}s "
-                  f"{t_stack / t_one:8.2f}x {t_runs / t_one:10.2f}x")
+                  f"{t_stack / t_one:8.2f}x {t_runs / t_one:10.2f}x {train_one:9.3f}s {train_stack:9.3f}s "
+                  f"{train_stack / train_one:8.2f}x")
     if ratios:
         print(f"grid/one run: median {statistics.median(ratios):.2f}x, worst {max(ratios):.2f}x "
               f"(target <= 2x)")

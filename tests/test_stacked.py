@@ -5,9 +5,12 @@ trains a 5-rate grid both ways from the same seed. Each grid includes a rate
 that diverges and a rate that stops early on ``tol`` (asserted, so the
 comparison covers masking). Records must agree to 1e-10 except
 ``train_seconds``; the per-sample optimizers (point, sgd) run the same scalar
-arithmetic stacked and alone, so their records are compared bit for bit.
+arithmetic stacked and alone, so their records are compared bit for bit. One
+combination per optimizer runs in the default suite, the other 25 and the
+architecture variants under ``-m slow``.
 """
 import dataclasses
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -65,9 +68,15 @@ def _assert_same(stacked_frames, alone_frames, exact):
             np.testing.assert_allclose(got[numeric].to_numpy(), want[numeric].to_numpy(), rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("optimizer", ["bgd", "point", "sgd", "minibatch", "minibatch-bn"])
-@pytest.mark.parametrize("loss", ["ce", "bce", "wce"])
-@pytest.mark.parametrize("schedule", ["constant", "inverse"])
+# one combination per optimizer in the default suite, all 30 under -m slow
+QUICK = {("sgd", "ce", "constant"), ("point", "bce", "inverse"), ("minibatch", "wce", "inverse"),
+         ("bgd", "bce", "constant"), ("minibatch-bn", "ce", "constant")}
+GRID_CASES = [pytest.param(o, l, s, marks=() if (o, l, s) in QUICK else pytest.mark.slow)
+              for o, l, s in itertools.product(["bgd", "point", "sgd", "minibatch", "minibatch-bn"],
+                                               ["ce", "bce", "wce"], ["constant", "inverse"])]
+
+
+@pytest.mark.parametrize("optimizer,loss,schedule", GRID_CASES)
 def test_stacked_grid_equals_runs_alone(optimizer, loss, schedule):
     split = SPLITS[2 if loss == "bce" else 4]
     configs = _grid(optimizer, loss, schedule)
@@ -79,6 +88,7 @@ def test_stacked_grid_equals_runs_alone(optimizer, loss, schedule):
     assert any(s == "stopped" and len(f) < 7 for s, f in zip(statuses, want))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["point", "minibatch", "bgd"])
 @pytest.mark.parametrize("hidden,activation", [((), "relu"), ((8, 4), "tanh"), ((6,), "sigmoid")])
 def test_stacked_architectures(optimizer, hidden, activation):

@@ -34,7 +34,7 @@ from harness.learning import kernels, metrics, schedules, stacked_kernels, train
 from harness.learning.checks import refusal
 from harness.learning.model import MLP
 from harness.learning.runconfig import RunConfig
-from harness.learning.split import Split
+from harness.learning.split import Split, load_split
 from harness.learning.stopping import Outcome, Stopper
 from harness.plugin.specs import resolve_params
 from harness.results.schema import RECORD_COLUMNS, SPLITS
@@ -70,8 +70,6 @@ def train_stacked(configs: list[RunConfig], split: Optional[Split] = None, regis
 
 
 def _load_split(config: RunConfig, registry) -> Split:
-    from harness.learning.split import load_split
-
     return load_split(config.dataset, seed=config.seed, registry=registry, **dict(config.dataset_params))
 
 
@@ -226,7 +224,11 @@ class _Stack:
         return done, bad
 
     def _epoch(self, active) -> dict:
-        """One epoch of every active run; returns {run: (updates done, samples seen, bad update or None)}."""
+        """One epoch of every active run.
+
+        Returns {run: (updates done, samples seen, the update at which its batch
+        loss became non-finite or None, its learning rates for this epoch)}.
+        """
         n = len(self.y)
         batches = list(active[0].optimizer.batches(n, self.rng))
         sizes = np.fromiter(map(len, batches), np.int64, len(batches))

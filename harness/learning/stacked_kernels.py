@@ -1,0 +1,300 @@
+"""Compiled epoch loops that train K copies of one network at once, each with its own learning rate.
+
+The copies of a tuning grid see the same batches in the same order and differ
+only in ``lr``; so the first layer of all K is one wide matrix
+``W0 = [W0_1 ... W0_K]`` of shape (d, K*h) and its forward product and weight
+gradient are one product each (``X @ W0``, ``X.T @ G0``), sharing every read of
+the input. The layers above are small and per copy: each copy keeps them in its
+own row of ``rest`` (its ``flat_params`` from the second layer on, unchanged).
+
+The arithmetic of each copy is that of ``harness.learning.kernels`` in the same
+order of operations: the per-sample loop is the same scalar code, so a copy's
+weights are bit for bit those of a run alone; the batch loop computes the first
+layer with a wider BLAS product, which may round differently (the tests allow
+1e-10).
+
+Both loops return as soon as any copy's batch loss is not finite (that update
+is applied, as in a run alone) with ``bad[k] = 1`` for the copies that failed;
+the caller takes those copies out and continues the epoch with the rest.
+Layer descriptions (``layout``) are those of ``MLP.layout``; ``rest_layout``
+gives layers 1.. with their offsets inside a row of ``rest``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from harness.learning.kernels import numba
+
+if numba is not None:
+    from harness.learning.kernels import _activate, _derivative
+
+    _jit = numba.njit(cache=True, nogil=True)
+
+    @_jit
+    def stacked_sample_epoch(W0, b0, rest, layout, rest_layout, act, X, y, order, lrs, t0, kernel, kparams,
+                             A0, D0, Ar, Dr, lrcol, values, bad):
+        """Per-sample updates of K copies from update ``t0``; returns the updates done (counted from 0).
+
+        ``W0`` (d, K*f0), ``b0`` (K*f0); ``rest`` (K, R); ``lrs`` (K, T); ``A0``, ``D0``,
+        ``lrcol`` of length K*f0; ``Ar``, ``Dr`` (K, width of layers 1..); ``values``, ``bad`` of length K.
+        """
+        K = rest.shape[0]
+        L1 = layout.shape[0]
+        d, f0 = layout[0, 0], layout[0, 1]
+        KF = K * f0
+        kout = layout[L1 - 1, 1]
+        wr = Ar.shape[1]
+        out = wr - kout
+        for t in range(t0, order.shape[0]):
+            i = order[t]
+            x = X[i]
+            for k in range(K):
+                lr = lrs[k, t]
+                for j in range(k * f0, (k + 1) * f0):
+                    lrcol[j] = lr
+            # layer 0 for all copies: one wide matrix-vector product
+            for j in range(KF):
+                A0[j] = 0
+            for r in range(d):
+                xr = x[r]
+                Wr = W0[r]
+                for j in range(KF):
+                    A0[j] += xr * Wr[j]
+            if L1 > 1:
+                for j in range(KF):
+                    A0[j] = _activate(A0[j] + b0[j], act)
+            else:
+                for j in range(KF):
+                    A0[j] += b0[j]
+            failed = False
+            for k in range(K):
+                flat = rest[k]
+                Ak = Ar[k]
+                Dk = Dr[k]
+                lr = lrs[k, t]
+                a0 = A0[k * f0:(k + 1) * f0]
+                d0 = D0[k * f0:(k + 1) * f0]
+                # layers 1.. of copy k (as kernels._sample_epoch)
+                off = 0
+                for l in range(1, L1):
+                    fi, fo, wo, bo = rest_layout[l, 0], rest_layout[l, 1], rest_layout[l, 2], rest_layout[l, 3]
+                    a_prev = a0 if l == 1 else Ak[off - fi:off]
+                    W = flat[wo:wo + fi * fo].reshape((fi, fo))
+                    b = flat[bo:bo + fo]
+                    z = Ak[off:off + fo]
+                    for j in range(fo):
+                        z[j] = 0
+                    for r in range(fi):
+                        ar = a_prev[r]
+                        for j in range(fo):
+                            z[j] += ar * W[r, j]
+                    if l < L1 - 1:
+                        for j in range(fo):
+                            z[j] = _activate(z[j] + b[j], act)
+                    else:
+                        for j in range(fo):
+                            z[j] += b[j]
+                    off += fo
+                if L1 > 1:
+                    value = kernel(Ak[out:].ctypes, kout, y[i], kparams.ctypes, Dk[out:].ctypes)
+                else:
+                    value = kernel(a0.ctypes, kout, y[i], kparams.ctypes, d0.ctypes)
+                values[k] = value
+                if not math.isfinite(value):
+                    bad[k] = 1
+                    failed = True
+                # backward of layers L1-1..1 with the step fused; the delta of layer 0 lands in D0
+                off = out
+                for l in range(L1 - 1, 0, -1):
+                    fi, fo, wo, bo = rest_layout[l, 0], rest_layout[l, 1], rest_layout[l, 2], rest_layout[l, 3]
+                    W = flat[wo:wo + fi * fo].reshape((fi, fo))
+                    b = flat[bo:bo + fo]
+                    delta = Dk[off:off + fo]
+                    prev = off - fi
+                    if l > 1:
+                        a_prev = Ak[prev:off]
+                        d_prev = Dk[prev:off]
+                    else:
+                        a_prev = a0
+                        d_prev = d0
+                    for r in range(fi):
+                        s = 0.0
+                        for j in range(fo):
+                            s += W[r, j] * delta[j]
+                        d_prev[r] = s * _derivative(a_prev[r], act)
+                    for r in range(fi):
+                        ar = a_prev[r]
+                        for j in range(fo):
+                            W[r, j] -= lr * (ar * delta[j])
+                    for j in range(fo):
+                        b[j] -= lr * delta[j]
+                    off = prev
+            # layer 0 step for all copies at once
+            for r in range(d):
+                xr = x[r]
+                Wr = W0[r]
+                for j in range(KF):
+                    Wr[j] -= lrcol[j] * (xr * D0[j])
+            for j in range(KF):
+                b0[j] -= lrcol[j] * D0[j]
+            if failed:
+                return t + 1
+        return order.shape[0]
+
+    @_jit
+    def stacked_batch_epoch(W0, b0, gW0, gb0, rest, grest, layout, rest_layout, act, X, y, order, starts, lrs,
+                            inv_sizes, identity, t0, kernel, kparams, A0, D0, Ar, Dr, Xb, lrcol, values, bad):
+        """Mini-batch and full-batch updates of K copies from update ``t0``; returns the updates done.
+
+        ``A0``, ``D0`` hold (m, K*f0) blocks; ``Ar``, ``Dr`` (K, m * width of layers 1..);
+        ``grest`` is shaped like ``rest``; ``lrcol`` has length K*f0.
+        """
+        K = rest.shape[0]
+        L1 = layout.shape[0]
+        d, f0 = layout[0, 0], layout[0, 1]
+        KF = K * f0
+        kout = layout[L1 - 1, 1]
+        for t in range(t0, starts.shape[0] - 1):
+            s0, s1 = starts[t], starts[t + 1]
+            m = s1 - s0
+            for k in range(K):
+                lr = lrs[k, t]
+                for j in range(k * f0, (k + 1) * f0):
+                    lrcol[j] = lr
+            if identity:
+                Xm = X
+            else:
+                Xm = Xb[:m * d].reshape((m, d))
+                for r in range(m):
+                    src = X[order[s0 + r]]
+                    dst = Xm[r]
+                    for c in range(d):
+                        dst[c] = src[c]
+            # layer 0 for all copies: one wide product
+            Z0 = A0[:m * KF].reshape((m, KF))
+            np.dot(Xm, W0, Z0)
+            if L1 > 1:
+                for r in range(m):
+                    zr = Z0[r]
+                    for j in range(KF):
+                        zr[j] = _activate(zr[j] + b0[j], act)
+            else:
+                for r in range(m):
+                    zr = Z0[r]
+                    for j in range(KF):
+                        zr[j] += b0[j]
+            G0 = D0[:m * KF].reshape((m, KF))
+            failed = False
+            for k in range(K):
+                flat = rest[k]
+                gflat = grest[k]
+                Ak = Ar[k]
+                Dk = Dr[k]
+                lr = lrs[k, t]
+                c0 = k * f0
+                if L1 > 1:
+                    # copy k's layer-0 activations into a contiguous (m, f0) block at the start of Ak
+                    A0k = Ak[:m * f0].reshape((m, f0))
+                    for r in range(m):
+                        zr = Z0[r]
+                        ar = A0k[r]
+                        for j in range(f0):
+                            ar[j] = zr[c0 + j]
+                    off = m * f0
+                    for l in range(1, L1):
+                        fi, fo, wo, bo = rest_layout[l, 0], rest_layout[l, 1], rest_layout[l, 2], rest_layout[l, 3]
+                        W = flat[wo:wo + fi * fo].reshape((fi, fo))
+                        b = flat[bo:bo + fo]
+                        Z = Ak[off:off + m * fo].reshape((m, fo))
+                        np.dot(Ak[off - m * fi:off].reshape((m, fi)), W, Z)
+                        if l < L1 - 1:
+                            for r in range(m):
+                                zr = Z[r]
+                                for j in range(fo):
+                                    zr[j] = _activate(zr[j] + b[j], act)
+                        else:
+                            for r in range(m):
+                                zr = Z[r]
+                                for j in range(fo):
+                                    zr[j] += b[j]
+                        off += m * fo
+                    out = off - m * kout
+                    total = 0.0
+                    for r in range(m):
+                        total += kernel(Ak[out + r * kout:].ctypes, kout, y[order[s0 + r]], kparams.ctypes,
+                                        Dk[out + r * kout:].ctypes)
+                    scale = inv_sizes[t]
+                    G_out = Dk[out:out + m * kout]
+                    for q in range(m * kout):
+                        G_out[q] *= scale
+                else:
+                    total = 0.0
+                    for r in range(m):
+                        total += kernel(Z0[r, c0:].ctypes, kout, y[order[s0 + r]], kparams.ctypes,
+                                        G0[r, c0:].ctypes)
+                    scale = inv_sizes[t]
+                    for r in range(m):
+                        gr = G0[r]
+                        for j in range(c0, c0 + kout):
+                            gr[j] *= scale
+                value = total / m
+                values[k] = value
+                if not math.isfinite(value):
+                    bad[k] = 1
+                    failed = True
+                if L1 == 1:
+                    continue
+                # backward of layers L1-1..1 of copy k (gradient, delta of l-1 with the old W_l, step)
+                off = out
+                for l in range(L1 - 1, 0, -1):
+                    fi, fo, wo, bo = rest_layout[l, 0], rest_layout[l, 1], rest_layout[l, 2], rest_layout[l, 3]
+                    G = Dk[off:off + m * fo].reshape((m, fo))
+                    Wf = flat[wo:wo + fi * fo]
+                    gWf = gflat[wo:wo + fi * fo]
+                    b = flat[bo:bo + fo]
+                    gb = gflat[bo:bo + fo]
+                    prev = off - m * fi
+                    np.dot(Ak[prev:off].reshape((m, fi)).T, G, gWf.reshape((fi, fo)))
+                    for j in range(fo):
+                        gb[j] = 0
+                    for r in range(m):
+                        gr = G[r]
+                        for j in range(fo):
+                            gb[j] += gr[j]
+                    np.dot(G, Wf.reshape((fi, fo)).T, Dk[prev:off].reshape((m, fi)))
+                    Ap = Ak[prev:off]
+                    Dp = Dk[prev:off]
+                    for q in range(m * fi):
+                        Dp[q] *= _derivative(Ap[q], act)
+                    for q in range(fi * fo):
+                        Wf[q] -= lr * gWf[q]
+                    for j in range(fo):
+                        b[j] -= lr * gb[j]
+                    off = prev
+                # copy k's layer-0 delta into its columns of the wide G0
+                D0k = Dk[:m * f0].reshape((m, f0))
+                for r in range(m):
+                    dr = D0k[r]
+                    gr = G0[r]
+                    for j in range(f0):
+                        gr[c0 + j] = dr[j]
+            # layer 0 gradient and step for all copies: one wide product
+            np.dot(Xm.T, G0, gW0)
+            for j in range(KF):
+                gb0[j] = 0
+            for r in range(m):
+                gr = G0[r]
+                for j in range(KF):
+                    gb0[j] += gr[j]
+            for r in range(d):
+                Wr = W0[r]
+                gr = gW0[r]
+                for j in range(KF):
+                    Wr[j] -= lrcol[j] * gr[j]
+            for j in range(KF):
+                b0[j] -= lrcol[j] * gb0[j]
+            if failed:
+                return t + 1
+        return starts.shape[0] - 1

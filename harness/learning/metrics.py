@@ -47,3 +47,25 @@ def evaluate(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, minority: i
     """The four scores and the confusion matrix for one split."""
     cm = confusion_matrix(y_true, y_pred, n_classes)
     return scores(cm, minority), cm
+
+
+def batch_shift(z: np.ndarray, starts: np.ndarray) -> float:
+    """How far the batches' means stray from the whole set's, in the set's standard deviations.
+
+    ``z`` holds one row per sample (already in batch order), ``starts`` the first
+    row of each consecutive batch. With mu and sigma the mean and (population)
+    standard deviation of each column over all rows, the value is the mean over
+    batches of the root mean square over columns of (batch mean - mu) / sigma.
+    A column constant over the set (sigma within rounding noise of 0) has every
+    batch mean at mu and counts as 0. It is what batch normalisation pays for using batch statistics:
+    the smaller the batch, the further they stray.
+    """
+    z = np.asarray(z, np.float64)
+    mu = z.mean(axis=0)
+    sigma = z.std(axis=0)
+    sizes = np.diff(np.append(starts, len(z)))
+    means = np.add.reduceat(z, starts, axis=0) / sizes[:, None]
+    constant = sigma <= len(z) * np.finfo(np.float64).eps * np.abs(z).max(axis=0, initial=0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shift = np.where(constant, 0.0, (means - mu) / sigma)
+    return float(np.mean(np.sqrt(np.mean(shift * shift, axis=1))))

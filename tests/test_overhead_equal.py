@@ -30,6 +30,26 @@ REG = load_registry()
 
 
 # --------------------------------------------------------------------------- evaluator
+def reference_scores(cm: np.ndarray, minority: int) -> dict:
+    """The former per-matrix scores (checked against scikit-learn in test_trainer)."""
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1).astype(np.float64)
+    predicted = cm.sum(axis=0).astype(np.float64)
+    total = support.sum()
+    present = support > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = tp / support
+        denom = support + predicted
+        f1 = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0)
+    used = denom > 0
+    return {
+        "accuracy": float(tp.sum() / total) if total else float("nan"),
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else float("nan"),
+        "macro_f1": float(f1[used].mean()) if used.any() else float("nan"),
+        "minority_recall": float(recall[minority]) if support[minority] > 0 else float("nan"),
+    }
+
+
 def reference_row(model, loss, parts, n_classes, minority) -> dict:
     """The former evaluation: one forward pass, loss and metrics per part."""
     row = {}
@@ -45,7 +65,7 @@ def reference_row(model, loss, parts, n_classes, minority) -> dict:
             confusion = np.zeros((n_classes, n_classes), np.int64)
             for t, p in zip(y, pred):      # counted one by one, independent of the bincount
                 confusion[t, p] += 1
-            row.update({f"{part}_{k}": v for k, v in metrics.scores(confusion, minority).items()})
+            row.update({f"{part}_{k}": v for k, v in reference_scores(confusion, minority).items()})
         if part == "test":
             row["test_confusion"] = json.dumps(confusion.tolist())
     return row
@@ -69,7 +89,9 @@ def test_stacked_evaluator_equals_per_part_evaluation(n_classes, hidden, batch_n
         if loss.n_outputs == 1 and n_classes != 2:
             continue
         model = MLP(5, loss.n_outputs, hidden, "tanh", batch_norm=batch_norm, seed=1)
-        model.flat_params[:] += rng.normal(scale=0.7, size=model.flat_params.size)   # a trained-looking model
+        for W, b in zip(model.W, model.b):   # a trained-looking model (batch-norm scale and shift left at 1, 0)
+            W += rng.normal(scale=1.0, size=W.shape)
+            b += rng.normal(scale=0.1, size=b.shape)
         for mean, var in zip(model.running_mean, model.running_var):
             mean[:] = rng.normal(size=mean.size)
             var[:] = rng.uniform(0.5, 2.0, size=var.size)
@@ -82,7 +104,19 @@ def test_stacked_evaluator_equals_per_part_evaluation(n_classes, hidden, batch_n
         for key in want:
             if key != "test_confusion":
                 np.testing.assert_allclose(got[key], want[key], rtol=1e-12, atol=1e-12, err_msg=f"{name} {key}")
-        assert len(set(json.loads(got["test_confusion"])[0])) > 1 or n_classes == 2   # not a constant model
+        assert len(np.flatnonzero(np.array(json.loads(got["test_confusion"])).sum(axis=0))) > 1, name  # not constant
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_scores_by_part_equal_the_former_scores(seed):
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 4, size=(4, 6, 6)) * (rng.random((4, 6, 6)) < 0.5)
+    counts[1, 2, :] = 0       # a class absent from one part
+    counts[2] = 0             # an empty part
+    for cm, got in zip(counts, metrics.scores_by_part(counts, minority=2)):
+        want = reference_scores(cm, 2)
+        np.testing.assert_allclose(list(got.values()), list(want.values()), rtol=1e-14, atol=0)
+        assert got.keys() == want.keys()
 
 
 # --------------------------------------------------------------------------- cell frames
@@ -125,6 +159,13 @@ def test_cell_frame_equals_former_coercion(tmp_path, case):
     assert store._is_stored_form(got)
     stored = pd.read_parquet(store.write_cell(tmp_path, got))
     pd.testing.assert_frame_equal(store._coerce(stored), want, check_exact=True)
+
+
+def test_write_cell_stores_the_bytes_pandas_to_parquet_stored(tmp_path):
+    frame = store.cell_frame(_records(), CONFIG, **META)
+    path = store.write_cell(tmp_path, frame)
+    frame.to_parquet(tmp_path / "pandas.parquet", index=False)
+    assert path.read_bytes() == (tmp_path / "pandas.parquet").read_bytes()
 
 
 def test_write_cell_coerces_a_frame_not_in_stored_form(tmp_path):

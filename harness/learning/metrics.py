@@ -25,22 +25,33 @@ def minority_class(y_train: np.ndarray, n_classes: int) -> int:
 
 def scores(cm: np.ndarray, minority: int) -> dict:
     """accuracy, balanced_accuracy, macro_f1 and minority_recall from a confusion matrix."""
-    tp = np.diag(cm).astype(np.float64)
-    support = cm.sum(axis=1).astype(np.float64)      # true counts per class
-    predicted = cm.sum(axis=0).astype(np.float64)
-    total = support.sum()
+    return scores_by_part(np.asarray(cm)[None], minority)[0]
+
+
+def scores_by_part(counts: np.ndarray, minority: int) -> list:
+    """:func:`scores` of each confusion matrix in ``counts`` (P, K, K), computed together
+    (the evaluation of a run scores its train, val and test parts at every epoch)."""
+    tp = np.diagonal(counts, axis1=1, axis2=2).astype(np.float64)
+    support = counts.sum(axis=2).astype(np.float64)      # true counts per class
+    predicted = counts.sum(axis=1).astype(np.float64)
+    total = support.sum(axis=1)
     present = support > 0
+    denom = support + predicted                           # 2TP + FP + FN
+    used = denom > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = tp / support
-        denom = support + predicted                  # 2TP + FP + FN
-        f1 = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0)
-    used = denom > 0
-    return {
-        "accuracy": float(tp.sum() / total) if total else float("nan"),
-        "balanced_accuracy": float(recall[present].mean()) if present.any() else float("nan"),
-        "macro_f1": float(f1[used].mean()) if used.any() else float("nan"),
-        "minority_recall": float(recall[minority]) if support[minority] > 0 else float("nan"),
-    }
+        f1 = np.where(used, 2 * tp / np.where(used, denom, 1), 0.0)
+        accuracy = tp.sum(axis=1) / total
+        balanced = np.where(present, recall, 0.0).sum(axis=1) / present.sum(axis=1)
+        macro_f1 = np.where(used, f1, 0.0).sum(axis=1) / used.sum(axis=1)
+    minority_recall = np.where(present[:, minority], recall[:, minority], np.nan)
+    nan = float("nan")
+    return [{
+        "accuracy": float(accuracy[i]) if total[i] else nan,
+        "balanced_accuracy": float(balanced[i]) if present[i].any() else nan,
+        "macro_f1": float(macro_f1[i]) if used[i].any() else nan,
+        "minority_recall": float(minority_recall[i]),
+    } for i in range(len(counts))]
 
 
 def evaluate(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, minority: int) -> tuple[dict, np.ndarray]:

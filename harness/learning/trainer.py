@@ -91,14 +91,15 @@ class _Evaluator:
             per_sample = np.asarray(self.loss.per_sample(logits, self._y), np.float64)
             pred = np.argmax(self.loss.predict_proba(logits), axis=1)
             counts = np.bincount(self._bins + pred, minlength=len(SPLITS) * K * K).reshape(len(SPLITS), K, K)
-            for i, part in enumerate(SPLITS):
+            for i, (part, scores) in enumerate(zip(SPLITS, metrics.scores_by_part(counts, self.minority))):
                 start, stop = self._bounds[i], self._bounds[i + 1]
                 if start == stop:
                     for key in METRICS:
                         row[f"{part}_{key}"] = float("nan")
                     continue
                 row[f"{part}_loss"] = float(np.mean(per_sample[start:stop]))
-                row.update({f"{part}_{k}": v for k, v in metrics.scores(counts[i], self.minority).items()})
+                for key, value in scores.items():
+                    row[f"{part}_{key}"] = value
             row["bn_batch_shift"] = self.batch_shift() if self.batch_shift is not None else float("nan")
         row["test_confusion"] = self._confusion_json(counts[-1])
         return row

@@ -22,11 +22,11 @@ DIAGNOSTIC_COLUMNS = (
     "bn_batch_shift",   # batch-norm models: mean over the run's batches of the RMS over the first BN layer's
                         # units of (batch mean - training-set mean) / training-set std; NaN without batch norm
 )
-RECORD_COLUMNS = WORK_COLUMNS + METRIC_COLUMNS + DIAGNOSTIC_COLUMNS + (
+RECORD_COLUMNS = WORK_COLUMNS + METRIC_COLUMNS + (
     "test_confusion",   # JSON list of lists, rows = true class, cols = predicted
     "status",
     "reason",
-)
+) + DIAGNOSTIC_COLUMNS
 
 # added by the sweep: identity and the flattened RunConfig (params as canonical JSON)
 CELL_COLUMNS = (

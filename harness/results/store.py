@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.errors import HarnessError
@@ -135,10 +136,19 @@ def _coerce_column(col: str, series: pd.Series) -> np.ndarray:
     return pd.to_numeric(series, errors="coerce").astype("float64").to_numpy()
 
 
-def _constant_column(col: str, value, n: int) -> np.ndarray:
-    """``n`` copies of one cell value in the column's stored dtype (coerced once, not per row)."""
-    one = _typed_column(col, np.array([value], dtype=object))
-    return np.repeat(one, n) if col not in STR_COLUMNS else np.array([one[0]] * n, dtype=object)
+def _constant_column(col: str, value, n: int):
+    """``n`` copies of one cell value in the column's stored dtype, converted once, not per row."""
+    if col in STR_COLUMNS:
+        text = _text(value, _limit(col))
+        return pd.Series([text] * n, dtype=object)
+    kind = type(value)
+    if col in INT_COLUMNS and kind in (int, bool, float) and not (kind is float and math.isnan(value)):
+        return np.full(n, int(value), np.int64)          # what to_numeric + astype("int64") make of it
+    if col in BOOL_COLUMNS and kind in (bool, int):
+        return np.full(n, bool(value))
+    if col not in INT_COLUMNS + BOOL_COLUMNS and (value is None or kind in (int, float, bool)):
+        return np.full(n, math.nan if value is None else float(value), np.float64)
+    return np.repeat(_coerce_column(col, pd.Series([value], dtype=object)), n)   # anything else: as _coerce
 
 
 def cell_frame(records: pd.DataFrame, config: RunConfig, *, sweep: str, cell_id: str, phase: str,
@@ -156,8 +166,9 @@ def cell_frame(records: pd.DataFrame, config: RunConfig, *, sweep: str, cell_id:
                for col, value in _cell_values(config, sweep, cell_id, phase, reference).items()}
     for col in RECORD_COLUMNS:
         columns[col] = _typed_column(col, records[col])
-    for col in STR_COLUMNS:   # as a Series, or pandas would infer its own string dtype for them
-        columns[col] = pd.Series(columns[col], dtype=object, copy=False)
+    for col in RECORD_COLUMNS:
+        if col in STR_COLUMNS:   # as a Series, or pandas would infer its own string dtype for them
+            columns[col] = pd.Series(columns[col], dtype=object, copy=False)
     return pd.DataFrame(columns, columns=list(COLUMNS))
 
 
@@ -205,11 +216,17 @@ def write_cell(sweep_dir, frame: pd.DataFrame) -> Path:
     path = folder / f"{ids[0]}.parquet"
     stored = frame.reset_index(drop=True) if _is_stored_form(frame) else _coerce(frame.copy())
     try:
-        atomic_write(path, lambda fh: stored.to_parquet(fh, index=False), fsync=True)
+        atomic_write(path, lambda fh: pq.write_table(_table(stored), fh), fsync=True)
     except OSError as exc:
         raise HarnessError(f"could not store cell {ids[0]} in {folder}: {exc.strerror or exc}; "
                            "the cells stored before it are kept") from None
     return path
+
+
+def _table(frame: pd.DataFrame) -> pa.Table:
+    """The Arrow table ``frame.to_parquet(index=False)`` writes, made without pandas' per-call
+    engine set-up (most of that call's time for a small cell)."""
+    return pa.Table.from_pandas(frame, preserve_index=False)
 
 
 def read_cell(sweep_dir, cell_id: str) -> pd.DataFrame | None:

@@ -15,6 +15,10 @@ Order of operations in :func:`load_split`:
 4. stratified split: ``test_fraction`` of each class to test, then
    ``val_fraction`` of the rest to validation, the remainder to training;
 5. standardise with the training mean and standard deviation.
+
+The split itself is cached per process too (the last ``SPLIT_CACHE_SIZE``,
+keyed by the dataset's loader, seed and params): every cell of a sweep worker
+on the same data gets the same read-only arrays instead of recomputing them.
 """
 from __future__ import annotations
 

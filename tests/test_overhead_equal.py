@@ -177,6 +177,16 @@ def test_write_cell_coerces_a_frame_not_in_stored_form(tmp_path):
     pd.testing.assert_frame_equal(store._coerce(stored), frame.assign(bn_batch_shift=np.nan), check_exact=True)
 
 
+def test_a_cell_stored_before_bn_batch_shift_reads_with_nan_and_runs_again(tmp_path):
+    frame = store.cell_frame(_records(), CONFIG, **META)
+    folder = store.results_dir(tmp_path)
+    folder.mkdir()
+    frame.drop(columns="bn_batch_shift").to_parquet(folder / "c1.parquet", index=False)
+    read = store.read_results(tmp_path, all_cells=True)
+    assert read["bn_batch_shift"].isna().all() and len(read) == len(frame)
+    assert store.check_cell_file(folder / "c1.parquet") == "not a result file (wrong columns)"
+
+
 # --------------------------------------------------------------------------- split cache
 def _uncached(*args, **kw):
     split_module._SPLITS.clear()

@@ -39,7 +39,8 @@ import pyarrow.parquet as pq
 
 from harness.errors import HarnessError
 from harness.plugin.cache import atomic_write
-from harness.results.schema import BOOL_COLUMNS, CELL_COLUMNS, INT_COLUMNS, RECORD_COLUMNS, STR_COLUMNS
+from harness.results.schema import (BOOL_COLUMNS, CELL_COLUMNS, DIAGNOSTIC_COLUMNS, INT_COLUMNS, RECORD_COLUMNS,
+                                    STR_COLUMNS)
 
 if TYPE_CHECKING:  # results sit below learning: a RunConfig is only read through its attributes
     from harness.learning.runconfig import RunConfig
@@ -250,10 +251,11 @@ def check_cell_file(path: Path) -> str | None:
         return f"unreadable ({_one_line(exc)})"
 
 
-def _problem(path: Path, names, cell_ids) -> str | None:
+def _problem(path: Path, names, cell_ids, missing_ok=()) -> str | None:
     """The check behind :func:`check_cell_file` and :func:`_read_checked`: the exact
-    columns, and rows of this file's cell only (``cell_ids()`` is called only then)."""
-    if set(names) != set(COLUMNS):
+    columns (but for those in ``missing_ok``), and rows of this file's cell only
+    (``cell_ids()`` is called only then)."""
+    if not set(COLUMNS) - set(missing_ok) <= set(names) <= set(COLUMNS):
         return "not a result file (wrong columns)"
     ids = set(cell_ids())
     if ids != {path.stem}:
@@ -339,7 +341,8 @@ def _read_checked(path: Path) -> pd.DataFrame:
     """One stored cell, read once and checked as :func:`check_cell_file` would."""
     try:
         frame = pd.read_parquet(path)
-        problem = _problem(path, frame.columns, lambda: frame["cell_id"])
+        # a file stored before the diagnostic columns existed reads with them NaN (a sweep reruns its cell)
+        problem = _problem(path, frame.columns, lambda: frame["cell_id"], missing_ok=DIAGNOSTIC_COLUMNS)
     except Exception as exc:   # pyarrow raises ArrowInvalid, OSError, ... for a damaged file
         problem = f"unreadable ({_one_line(exc)})"
     if problem is not None:

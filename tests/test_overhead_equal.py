@@ -157,8 +157,10 @@ def test_cell_frame_equals_former_coercion(tmp_path, case):
         want = reference_cell_frame(records, CONFIG, reference=reference, **META)
     pd.testing.assert_frame_equal(got, want, check_dtype=True, check_exact=True)
     assert store._is_stored_form(got)
-    stored = pd.read_parquet(store.write_cell(tmp_path, got))
-    pd.testing.assert_frame_equal(store._coerce(stored), want, check_exact=True)
+    path = store.write_cell(tmp_path, got)
+    pd.testing.assert_frame_equal(store._coerce(pd.read_parquet(path)), want, check_exact=True)
+    want.to_parquet(tmp_path / "pandas.parquet", index=False)      # how cells were written before
+    assert path.read_bytes() == (tmp_path / "pandas.parquet").read_bytes()
 
 
 def test_write_cell_stores_the_bytes_pandas_to_parquet_stored(tmp_path):

@@ -215,7 +215,7 @@ def write_cell(sweep_dir, frame: pd.DataFrame) -> Path:
         raise ValueError(f"write_cell expects one cell, got {len(ids)}")
     folder = results_dir(sweep_dir)
     path = folder / f"{ids[0]}.parquet"
-    stored = frame.reset_index(drop=True) if _is_stored_form(frame) else _coerce(frame.copy())
+    stored = frame if _is_stored_form(frame) else _coerce(frame.copy())
     try:
         atomic_write(path, lambda fh: pq.write_table(_table(stored), fh), fsync=True)
     except OSError as exc:
@@ -224,10 +224,22 @@ def write_cell(sweep_dir, frame: pd.DataFrame) -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=1)
+def _stored_schema() -> pa.Schema:
+    """The Arrow schema (with pandas' metadata) of every frame in stored form: it depends on the
+    columns and their dtypes only, so it is worked out once, from a one-row frame."""
+    row = {col: pd.Series([_stored_dtype(col).type(0) if col not in STR_COLUMNS else ""],
+                          dtype=_stored_dtype(col)) for col in COLUMNS}
+    return pa.Table.from_pandas(pd.DataFrame(row, columns=list(COLUMNS)), preserve_index=False).schema
+
+
 def _table(frame: pd.DataFrame) -> pa.Table:
-    """The Arrow table ``frame.to_parquet(index=False)`` writes, made without pandas' per-call
-    engine set-up (most of that call's time for a small cell)."""
-    return pa.Table.from_pandas(frame, preserve_index=False)
+    """The Arrow table ``frame.to_parquet(index=False)`` writes for a frame in stored form, made
+    column by column against the fixed schema (pandas re-infers it at every call); NaN is stored
+    as null, as pandas stores it."""
+    schema = _stored_schema()
+    return pa.Table.from_arrays([pa.array(frame[col].to_numpy(), type=field.type, from_pandas=True)
+                                 for col, field in zip(COLUMNS, schema)], schema=schema)
 
 
 def read_cell(sweep_dir, cell_id: str) -> pd.DataFrame | None:

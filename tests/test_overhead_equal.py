@@ -170,6 +170,14 @@ def test_write_cell_stores_the_bytes_pandas_to_parquet_stored(tmp_path):
     assert path.read_bytes() == (tmp_path / "pandas.parquet").read_bytes()
 
 
+def test_a_relabelled_cell_stays_in_stored_form():
+    frame = store.cell_frame(_records(), CONFIG, **META)
+    final = store.relabel_cell(frame, cell_id="c2", phase="final")
+    assert store._is_stored_form(final) and set(final["cell_id"]) == {"c2"} and set(final["phase"]) == {"final"}
+    pd.testing.assert_frame_equal(final.drop(columns=["cell_id", "phase"]), frame.drop(columns=["cell_id", "phase"]))
+    assert set(frame["cell_id"]) == {"c1"}                 # the tuning frame is left as it was
+
+
 def test_write_cell_coerces_a_frame_not_in_stored_form(tmp_path):
     frame = store.cell_frame(_records(), CONFIG, **META)
     loose = frame.astype({"epoch": "float64"}).drop(columns="bn_batch_shift")

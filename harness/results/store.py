@@ -45,7 +45,7 @@ from harness.results.schema import (BOOL_COLUMNS, CELL_COLUMNS, DIAGNOSTIC_COLUM
 if TYPE_CHECKING:  # results sit below learning: a RunConfig is only read through its attributes
     from harness.learning.runconfig import RunConfig
 
-__all__ = ["COLUMNS", "SweepLock", "cell_frame", "status_frame", "write_cell", "read_cell",
+__all__ = ["COLUMNS", "SweepLock", "cell_frame", "relabel_cell", "status_frame", "write_cell", "read_cell",
            "done_cells", "read_results", "export_csv", "results_dir", "safe_text", "check_cell_file",
            "verify_stored", "set_aside", "MAX_TEXT"]
 
@@ -171,6 +171,15 @@ def cell_frame(records: pd.DataFrame, config: RunConfig, *, sweep: str, cell_id:
         if col in STR_COLUMNS:   # as a Series, or pandas would infer its own string dtype for them
             columns[col] = pd.Series(columns[col], dtype=object, copy=False)
     return pd.DataFrame(columns, columns=list(COLUMNS))
+
+
+def relabel_cell(frame: pd.DataFrame, *, cell_id: str, phase: str) -> pd.DataFrame:
+    """A copy of a stored-form cell frame under another cell id and phase (a final cell that reuses
+    a tuning run's records), still in stored form, so :func:`write_cell` stores it as it is."""
+    frame = frame.copy()
+    for col, value in (("cell_id", cell_id), ("phase", phase)):
+        frame[col] = _constant_column(col, value, len(frame))
+    return frame
 
 
 def status_frame(config: RunConfig, status: str, reason: str, *, sweep: str, cell_id: str, phase: str,

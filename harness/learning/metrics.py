@@ -25,25 +25,58 @@ def minority_class(y_train: np.ndarray, n_classes: int) -> int:
 
 def scores(cm: np.ndarray, minority: int) -> dict:
     """accuracy, balanced_accuracy, macro_f1 and minority_recall from a confusion matrix."""
-    tp = np.diag(cm).astype(np.float64)
-    support = cm.sum(axis=1).astype(np.float64)      # true counts per class
-    predicted = cm.sum(axis=0).astype(np.float64)
-    total = support.sum()
+    return scores_by_part(np.asarray(cm)[None], minority)[0]
+
+
+def scores_by_part(counts: np.ndarray, minority: int) -> list:
+    """:func:`scores` of each confusion matrix in ``counts`` (P, K, K), computed together
+    (the evaluation of a run scores its train, val and test parts at every epoch)."""
+    tp = np.diagonal(counts, axis1=1, axis2=2).astype(np.float64)
+    support = counts.sum(axis=2).astype(np.float64)      # true counts per class
+    predicted = counts.sum(axis=1).astype(np.float64)
+    total = support.sum(axis=1)
     present = support > 0
+    denom = support + predicted                           # 2TP + FP + FN
+    used = denom > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = tp / support
-        denom = support + predicted                  # 2TP + FP + FN
-        f1 = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0)
-    used = denom > 0
-    return {
-        "accuracy": float(tp.sum() / total) if total else float("nan"),
-        "balanced_accuracy": float(recall[present].mean()) if present.any() else float("nan"),
-        "macro_f1": float(f1[used].mean()) if used.any() else float("nan"),
-        "minority_recall": float(recall[minority]) if support[minority] > 0 else float("nan"),
-    }
+        f1 = np.where(used, 2 * tp / np.where(used, denom, 1), 0.0)
+        accuracy = tp.sum(axis=1) / total
+        balanced = np.where(present, recall, 0.0).sum(axis=1) / present.sum(axis=1)
+        macro_f1 = np.where(used, f1, 0.0).sum(axis=1) / used.sum(axis=1)
+    minority_recall = np.where(present[:, minority], recall[:, minority], np.nan)
+    nan = float("nan")
+    return [{
+        "accuracy": float(accuracy[i]) if total[i] else nan,
+        "balanced_accuracy": float(balanced[i]) if present[i].any() else nan,
+        "macro_f1": float(macro_f1[i]) if used[i].any() else nan,
+        "minority_recall": float(minority_recall[i]),
+    } for i in range(len(counts))]
 
 
 def evaluate(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, minority: int) -> tuple[dict, np.ndarray]:
     """The four scores and the confusion matrix for one split."""
     cm = confusion_matrix(y_true, y_pred, n_classes)
     return scores(cm, minority), cm
+
+
+def batch_shift(z: np.ndarray, starts: np.ndarray) -> float:
+    """How far the batches' means stray from the whole set's, in the set's standard deviations.
+
+    ``z`` holds one row per sample (already in batch order), ``starts`` the first
+    row of each consecutive batch. With mu and sigma the mean and (population)
+    standard deviation of each column over all rows, the value is the mean over
+    batches of the root mean square over columns of (batch mean - mu) / sigma.
+    A column constant over the set (sigma within rounding noise of 0) has every
+    batch mean at mu and counts as 0. It is what batch normalisation pays for using batch statistics:
+    the smaller the batch, the further they stray.
+    """
+    z = np.asarray(z, np.float64)
+    mu = z.mean(axis=0)
+    sigma = z.std(axis=0)
+    sizes = np.diff(np.append(starts, len(z)))
+    means = np.add.reduceat(z, starts, axis=0) / sizes[:, None]
+    constant = sigma <= len(z) * np.finfo(np.float64).eps * np.abs(z).max(axis=0, initial=0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shift = np.where(constant, 0.0, (means - mu) / sigma)
+    return float(np.mean(np.sqrt(np.mean(shift * shift, axis=1))))

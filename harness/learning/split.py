@@ -15,16 +15,21 @@ Order of operations in :func:`load_split`:
 4. stratified split: ``test_fraction`` of each class to test, then
    ``val_fraction`` of the rest to validation, the remainder to training;
 5. standardise with the training mean and standard deviation.
+
+The split itself is cached per process too (the last ``SPLIT_CACHE_SIZE``,
+keyed by the dataset's loader, seed and params): every cell of a sweep worker
+on the same data gets the same read-only arrays instead of recomputing them.
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
 import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -307,12 +312,11 @@ def load_dataset(name: str, registry=None, **params) -> Dataset:
     return _load_raw_cached(spec.load, spec.name, tuple(sorted(own.items())))
 
 
-def _plan(name: str, seed: int, registry, params: Mapping[str, Any]):
+def _plan(spec, seed: int, params: Mapping[str, Any]):
     """Everything load_split decides: the spec, raw data, resolved params and index arrays."""
     if isinstance(seed, bool) or int(seed) != seed or seed < 0:
         raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
     seed = int(seed)
-    spec = _spec(name, registry)
     generic, own = _split_params(spec, params)
     raw = _load_raw_cached(spec.load, spec.name, tuple(sorted(own.items())))
     k = len(raw.class_names)
@@ -335,7 +339,7 @@ def split_indices(name: str, seed: int = 0, registry=None, **params):
     For checks that need row identity (no sample in two parts) and for
     plugins that want to map split rows back to the raw data.
     """
-    return _plan(name, seed, registry, params)[-1]
+    return _plan(_spec(name, registry), seed, params)[-1]
 
 
 def load_split(name: str, seed: int = 0, registry=None, **params) -> Split:
@@ -347,7 +351,40 @@ def load_split(name: str, seed: int = 0, registry=None, **params) -> Split:
     and loss. Raises ``harness.plugin.DatasetUnavailable`` when the data is not on
     this machine. ``meta`` holds plain JSON-friendly values only.
     """
-    spec, raw, generic, own, seed, idx, (train, val, test) = _plan(name, seed, registry, params)
+    spec = _spec(name, registry)
+    key = _cache_key(spec, seed, params)
+    cached = _SPLITS.get(key) if key is not None else None
+    if cached is None:
+        cached = _compute_split(spec, seed, params)
+        if key is not None:
+            _SPLITS[key] = cached
+            while len(_SPLITS) > SPLIT_CACHE_SIZE:
+                _SPLITS.pop(next(iter(_SPLITS)))   # the least recently used
+    else:
+        _SPLITS[key] = _SPLITS.pop(key)            # now the most recently used
+    return replace(cached, meta=copy.deepcopy(cached.meta))
+
+
+SPLIT_CACHE_SIZE = 8
+"""Splits kept per process: a sweep worker runs many cells on the same (dataset, seed, params)."""
+_SPLITS: dict = {}
+
+
+def _cache_key(spec, seed, params: Mapping[str, Any]):
+    """What a split depends on (the dataset's loader, its name, the seed and the params, with their
+    types so ``True`` and ``1`` stay apart); None when a value cannot be hashed (not cached)."""
+    key = (spec.load, spec.name, type(seed).__name__, seed,
+           tuple(sorted((str(k), type(v).__name__, v) for k, v in params.items())))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _compute_split(spec, seed, params) -> Split:
+    """The split itself, with read-only arrays (a cached split is shared by every caller in the process)."""
+    spec, raw, generic, own, seed, idx, (train, val, test) = _plan(spec, seed, params)
     k = len(raw.class_names)
     X_train, X_val, X_test = standardize(raw.X[train], raw.X[val], raw.X[test])
     kept = _class_counts(raw.y[idx], k)
@@ -369,9 +406,8 @@ def load_split(name: str, seed: int = 0, registry=None, **params) -> Split:
         "params": {**own, **generic},
         "seed": seed,
     }
-    return Split(
-        X_train=X_train, y_train=raw.y[train].copy(),
-        X_val=X_val, y_val=raw.y[val].copy(),
-        X_test=X_test, y_test=raw.y[test].copy(),
-        class_names=raw.class_names, meta=meta,
-    )
+    arrays = dict(X_train=X_train, y_train=raw.y[train].copy(), X_val=X_val, y_val=raw.y[val].copy(),
+                  X_test=X_test, y_test=raw.y[test].copy())
+    for array in arrays.values():
+        array.setflags(write=False)
+    return Split(**arrays, class_names=raw.class_names, meta=meta)

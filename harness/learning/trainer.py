@@ -34,10 +34,11 @@ from harness.plugin.specs import Refused, resolve_params
 from harness.learning.runconfig import RunConfig, validate_run
 from harness.learning.split import Split
 from harness.learning.model import MLP
-from harness.results.schema import RECORD_COLUMNS, SPLITS
+from harness.results.schema import INT_COLUMNS, METRICS, RECORD_COLUMNS, SPLITS, STR_COLUMNS
 from harness.learning.stopping import Outcome, Stopper
 
 BATCH_STREAM = 1   # spawn key of the batching stream; model.init_weights draws from spawn key 0
+SHIFT_STREAM = 2   # spawn key of the row order behind bn_batch_shift
 
 
 @contextmanager
@@ -58,30 +59,82 @@ def _validate(config: RunConfig) -> None:
 
 
 class _Evaluator:
-    """Loss and metrics of the current model on the train, val and test parts."""
+    """Loss, metrics and diagnostics of the current model on the train, val and test parts.
 
-    def __init__(self, model: MLP, loss, parts: dict, n_classes: int, minority: int):
+    The three parts are stacked once, so each evaluation is one forward pass (one
+    matrix product per layer), one ``per_sample`` and one ``predict_proba`` call,
+    and one ``np.bincount`` for the three confusion matrices; the outputs are then
+    split per part. This needs only what the loss contract already says: both
+    methods work row by row. ``batch_shift`` (a :class:`_BatchShift`, or None)
+    adds the ``bn_batch_shift`` diagnostic; without it that column is NaN.
+    """
+
+    def __init__(self, model: MLP, loss, parts: dict, n_classes: int, minority: int,
+                 batch_shift: Optional["_BatchShift"] = None):
         self.model, self.loss, self.parts = model, loss, parts
         self.n_classes, self.minority = n_classes, minority
+        self.batch_shift = batch_shift
+        sizes = [len(parts[part][1]) for part in SPLITS]
+        self._bounds = np.cumsum([0, *sizes])
+        self._X = np.ascontiguousarray(np.concatenate([parts[part][0] for part in SPLITS]))
+        self._y = np.concatenate([np.asarray(parts[part][1], np.int64) for part in SPLITS])
+        # bin of (part, true class) in the stacked confusion counts; the predicted class is added per call
+        k2 = n_classes * n_classes
+        self._bins = np.repeat(np.arange(len(SPLITS)) * k2, sizes) + self._y * n_classes
+        self._confusion_text = ("", "")   # (counts as bytes, their JSON): the text is rebuilt only on change
 
     def __call__(self) -> dict:
         row = {}
+        K = self.n_classes
         with np.errstate(all="ignore"):
-            for part in SPLITS:
-                X, y = self.parts[part]
-                if len(y) == 0:
-                    for key in ("loss", "accuracy", "balanced_accuracy", "macro_f1", "minority_recall"):
+            logits = self.model.forward(self._X, train=False)
+            per_sample = np.asarray(self.loss.per_sample(logits, self._y), np.float64)
+            pred = np.argmax(self.loss.predict_proba(logits), axis=1)
+            counts = np.bincount(self._bins + pred, minlength=len(SPLITS) * K * K).reshape(len(SPLITS), K, K)
+            for i, (part, scores) in enumerate(zip(SPLITS, metrics.scores_by_part(counts, self.minority))):
+                start, stop = self._bounds[i], self._bounds[i + 1]
+                if start == stop:
+                    for key in METRICS:
                         row[f"{part}_{key}"] = float("nan")
-                    confusion = np.zeros((self.n_classes, self.n_classes), np.int64)
-                else:
-                    logits = self.model.forward(X, train=False)
-                    row[f"{part}_loss"] = float(np.mean(self.loss.per_sample(logits, y)))
-                    pred = np.argmax(self.loss.predict_proba(logits), axis=1)
-                    scores, confusion = metrics.evaluate(y, pred, self.n_classes, self.minority)
-                    row.update({f"{part}_{k}": v for k, v in scores.items()})
-                if part == "test":
-                    row["test_confusion"] = json.dumps(confusion.tolist())
+                    continue
+                row[f"{part}_loss"] = float(np.mean(per_sample[start:stop]))
+                for key, value in scores.items():
+                    row[f"{part}_{key}"] = value
+            row["bn_batch_shift"] = self.batch_shift() if self.batch_shift is not None else float("nan")
+        row["test_confusion"] = self._confusion_json(counts[-1])
         return row
+
+    def _confusion_json(self, confusion: np.ndarray) -> str:
+        """``json.dumps(confusion.tolist())``, reused while the counts stay the same (they often do)."""
+        key = confusion.tobytes()
+        if key != self._confusion_text[0]:
+            self._confusion_text = (key, json.dumps(confusion.tolist()))
+        return self._confusion_text[1]
+
+
+class _BatchShift:
+    """The ``bn_batch_shift`` diagnostic of a batch-norm model (see ``metrics.batch_shift``).
+
+    The training rows are cut once, in an order drawn from the run's seed on its
+    own stream (not the batching stream, so measuring never changes training),
+    into consecutive batches of the run's batch size; each call measures the first
+    BN layer's inputs at the current weights.
+    """
+
+    def __init__(self, model: MLP, X: np.ndarray, batch_size: Optional[int], seed: int):
+        n = len(X)
+        rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(SHIFT_STREAM,)))
+        self.model, self.X = model, np.ascontiguousarray(X[rng.permutation(n)])
+        size = n if not batch_size else int(batch_size)
+        starts = np.arange(0, n, size)
+        if n > size and n % size == 1:
+            starts = starts[:-1]   # a trailing batch of one is folded into the previous (as batch norm trains)
+        self.starts = starts
+
+    def __call__(self) -> float:
+        z = self.X @ self.model.W[0]
+        z += self.model.b[0]
+        return metrics.batch_shift(z, self.starts)
 
 
 def _updates_per_epoch(optimizer, n: int, rng: np.random.Generator) -> int:
@@ -179,7 +232,8 @@ def train(config: RunConfig, split: Optional[Split] = None, registry=None,
     per_epoch = (_updates_per_epoch(optimizer, n, rng)
                  if config.schedule == "step" and config.step_every == 0 else 1)
     lr_at = schedules.from_config(config, per_epoch)
-    evaluate = _Evaluator(model, loss, parts, n_classes, metrics.minority_class(split.y_train, n_classes))
+    shift = _BatchShift(model, X, opt_params.get("batch_size"), config.seed) if model.batch_norm else None
+    evaluate = _Evaluator(model, loss, parts, n_classes, metrics.minority_class(split.y_train, n_classes), shift)
     stopper = Stopper(config)
 
     records = []
@@ -208,7 +262,17 @@ def train(config: RunConfig, split: Optional[Split] = None, registry=None,
         if bad_update is not None:
             outcome = Outcome("diverged", f"batch loss became non-finite at update {bad_update} (epoch {epoch})")
 
-    frame = pd.DataFrame.from_records(records)
-    frame["status"] = outcome.status
-    frame["reason"] = outcome.reason
-    return frame[list(RECORD_COLUMNS)]
+    for row in records:
+        row["status"], row["reason"] = outcome.status, outcome.reason
+    return records_frame(records)
+
+
+def records_frame(records: list) -> pd.DataFrame:
+    """The rows as a frame of ``RECORD_COLUMNS``, each column built once with its stored dtype."""
+    def column(col):
+        values = [row[col] for row in records]
+        if col in STR_COLUMNS:
+            return values   # pandas picks its text dtype, as for any frame of strings
+        return np.array(values, np.int64 if col in INT_COLUMNS else np.float64)
+
+    return pd.DataFrame({col: column(col) for col in RECORD_COLUMNS}, columns=list(RECORD_COLUMNS))

@@ -17,11 +17,16 @@ STATUSES = ("done", "stopped", "diverged", "error", "timeout", "skipped")
 
 WORK_COLUMNS = ("epoch", "updates", "samples_seen", "train_seconds", "learning_rate")
 METRIC_COLUMNS = tuple(f"{s}_{m}" for s in SPLITS for m in METRICS)
+# per-epoch diagnostics of the training state, NaN where they do not apply
+DIAGNOSTIC_COLUMNS = (
+    "bn_batch_shift",   # batch-norm models: mean over the run's batches of the RMS over the first BN layer's
+                        # units of (batch mean - training-set mean) / training-set std; NaN without batch norm
+)
 RECORD_COLUMNS = WORK_COLUMNS + METRIC_COLUMNS + (
     "test_confusion",   # JSON list of lists, rows = true class, cols = predicted
     "status",
     "reason",
-)
+) + DIAGNOSTIC_COLUMNS
 
 # added by the sweep: identity and the flattened RunConfig (params as canonical JSON)
 CELL_COLUMNS = (
@@ -32,3 +37,11 @@ CELL_COLUMNS = (
     "optimizer_params", "loss_params", "dataset_params",
     "reference_train_loss",                # convex optimum of the train loss (hidden=()), else NaN
 )
+
+# stored dtype of each column kind (every other column is float64); the trainer and the store build
+# their frames with these, so a cell frame is typed once, where it is made
+INT_COLUMNS = ("seed", "step_every", "epochs", "patience", "epoch", "updates", "samples_seen")
+BOOL_COLUMNS = ("lecture_stop",)
+STR_COLUMNS = ("sweep", "cell_id", "phase", "dataset", "loss", "optimizer", "schedule", "activation",
+               "dtype", "hidden", "optimizer_params", "loss_params", "dataset_params",
+               "test_confusion", "status", "reason")

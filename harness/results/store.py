@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import json
 import math
 import os
@@ -31,37 +32,38 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.errors import HarnessError
 from harness.plugin.cache import atomic_write
-from harness.results.schema import CELL_COLUMNS, RECORD_COLUMNS
+from harness.results.schema import (BOOL_COLUMNS, CELL_COLUMNS, DIAGNOSTIC_COLUMNS, INT_COLUMNS, RECORD_COLUMNS,
+                                    STR_COLUMNS)
 
 if TYPE_CHECKING:  # results sit below learning: a RunConfig is only read through its attributes
     from harness.learning.runconfig import RunConfig
 
-__all__ = ["COLUMNS", "SweepLock", "cell_frame", "status_frame", "write_cell", "read_cell",
+__all__ = ["COLUMNS", "SweepLock", "cell_frame", "relabel_cell", "status_frame", "write_cell", "read_cell",
            "done_cells", "read_results", "export_csv", "results_dir", "safe_text", "check_cell_file",
            "verify_stored", "set_aside", "MAX_TEXT"]
 
 COLUMNS = CELL_COLUMNS + RECORD_COLUMNS
-INT_COLUMNS = ("seed", "step_every", "epochs", "patience", "epoch", "updates", "samples_seen")
-BOOL_COLUMNS = ("lecture_stop",)
-STR_COLUMNS = ("sweep", "cell_id", "phase", "dataset", "loss", "optimizer", "schedule", "activation",
-               "dtype", "hidden", "optimizer_params", "loss_params", "dataset_params",
-               "test_confusion", "status", "reason")
 FLOAT_COLUMNS = tuple(c for c in COLUMNS if c not in INT_COLUMNS + BOOL_COLUMNS + STR_COLUMNS)
 MAX_TEXT = 2000   # characters kept of a free-text field (an exception message can be megabytes)
 
 
 def safe_text(value, limit: int | None = MAX_TEXT) -> str:
     """``value`` as text Parquet can store: lone surrogates (undecodable bytes in a file name)
-    become ``\\udcXX`` escapes, and text past ``limit`` characters is cut with a marker."""
+    become ``\\udcXX`` escapes, and text longer than ``limit`` characters is cut to ``limit``
+    with a marker at its end. Applying it twice gives the same text."""
     text = value if isinstance(value, str) else str(value)
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if limit is not None and len(text) > limit:
-        text = text[:limit] + f"... [{len(text) - limit} more characters]"
+        # the marker counts towards the limit, so a cut text is never cut again (writing, then reading, a cell)
+        marker = f"... [{len(text)} characters in all]"
+        text = text[:max(0, limit - len(marker))] + marker
     return text
 
 
@@ -86,7 +88,7 @@ def _cell_values(config: RunConfig, sweep: str, cell_id: str, phase: str, refere
 
 
 def _coerce(frame: pd.DataFrame) -> pd.DataFrame:
-    """Fixed column order and dtypes, so every cell file concatenates cleanly."""
+    """Fixed column order and dtypes, so every cell file concatenates cleanly (any frame: stored or foreign)."""
     for col in COLUMNS:
         if col not in frame:
             frame[col] = "" if col in STR_COLUMNS else math.nan
@@ -98,22 +100,86 @@ def _coerce(frame: pd.DataFrame) -> pd.DataFrame:
     for col in FLOAT_COLUMNS:
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
     for col in STR_COLUMNS:
-        frame[col] = frame[col].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v))
-                                    else safe_text(v, limit=None if col == "test_confusion" else MAX_TEXT)
-                                    ).astype(object)
+        frame[col] = frame[col].map(functools.partial(_text, limit=_limit(col))).astype(object)
     return frame.reset_index(drop=True)
+
+
+def _limit(col: str) -> int | None:
+    return None if col == "test_confusion" else MAX_TEXT
+
+
+def _text(value, limit: int | None) -> str:
+    """A string column's stored value: "" for a missing one, else :func:`safe_text`."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return safe_text(value, limit=limit)
+
+
+def _typed_column(col: str, values) -> np.ndarray:
+    """One column in its stored dtype: used as is when it already has it (the trainer's
+    records do), else coerced exactly as :func:`_coerce` would."""
+    values = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
+    if col in STR_COLUMNS:
+        limit = _limit(col)
+        return np.array([_text(v, limit) for v in values] if len(values) else [], dtype=object)
+    if col in INT_COLUMNS and values.dtype == np.int64:
+        return values
+    if col not in INT_COLUMNS + BOOL_COLUMNS and values.dtype == np.float64:
+        return values
+    return _coerce_column(col, pd.Series(values))
+
+
+def _coerce_column(col: str, series: pd.Series) -> np.ndarray:
+    if col in INT_COLUMNS:
+        return pd.to_numeric(series, errors="coerce").fillna(0).astype("int64").to_numpy()
+    if col in BOOL_COLUMNS:
+        return series.astype(bool).to_numpy()
+    return pd.to_numeric(series, errors="coerce").astype("float64").to_numpy()
+
+
+def _constant_column(col: str, value, n: int):
+    """``n`` copies of one cell value in the column's stored dtype, converted once, not per row."""
+    if col in STR_COLUMNS:
+        text = _text(value, _limit(col))
+        return pd.Series([text] * n, dtype=object)
+    kind = type(value)
+    if col in INT_COLUMNS and kind in (int, bool, float) and not (kind is float and math.isnan(value)):
+        return np.full(n, int(value), np.int64)          # what to_numeric + astype("int64") make of it
+    if col in BOOL_COLUMNS and kind in (bool, int):
+        return np.full(n, bool(value))
+    if col not in INT_COLUMNS + BOOL_COLUMNS and (value is None or kind in (int, float, bool)):
+        return np.full(n, math.nan if value is None else float(value), np.float64)
+    return np.repeat(_coerce_column(col, pd.Series([value], dtype=object)), n)   # anything else: as _coerce
 
 
 def cell_frame(records: pd.DataFrame, config: RunConfig, *, sweep: str, cell_id: str, phase: str,
                reference: float | None = None) -> pd.DataFrame:
-    """The trainer's per-epoch records with the cell's config columns in front."""
+    """The trainer's per-epoch records with the cell's config columns in front.
+
+    Built column by column in the stored dtypes (the frame :func:`write_cell`
+    stores without another pass); a column already typed is taken as is.
+    """
     missing = [c for c in RECORD_COLUMNS if c not in records.columns]
     if missing:
         raise ValueError(f"trainer records lack columns {missing}")
-    frame = records.loc[:, list(RECORD_COLUMNS)].copy()
-    for col, value in _cell_values(config, sweep, cell_id, phase, reference).items():
-        frame[col] = [value] * len(frame)
-    return _coerce(frame)
+    n = len(records)
+    columns = {col: _constant_column(col, value, n)
+               for col, value in _cell_values(config, sweep, cell_id, phase, reference).items()}
+    for col in RECORD_COLUMNS:
+        columns[col] = _typed_column(col, records[col])
+    for col in RECORD_COLUMNS:
+        if col in STR_COLUMNS:   # as a Series, or pandas would infer its own string dtype for them
+            columns[col] = pd.Series(columns[col], dtype=object, copy=False)
+    return pd.DataFrame(columns, columns=list(COLUMNS))
+
+
+def relabel_cell(frame: pd.DataFrame, *, cell_id: str, phase: str) -> pd.DataFrame:
+    """A copy of a stored-form cell frame under another cell id and phase (a final cell that reuses
+    a tuning run's records), still in stored form, so :func:`write_cell` stores it as it is."""
+    frame = frame.copy()
+    for col, value in (("cell_id", cell_id), ("phase", phase)):
+        frame[col] = _constant_column(col, value, len(frame))
+    return frame
 
 
 def status_frame(config: RunConfig, status: str, reason: str, *, sweep: str, cell_id: str, phase: str,
@@ -126,19 +192,63 @@ def status_frame(config: RunConfig, status: str, reason: str, *, sweep: str, cel
                       reference=reference)
 
 
+def _stored_dtype(col: str) -> np.dtype:
+    return np.dtype(np.int64 if col in INT_COLUMNS else bool if col in BOOL_COLUMNS
+                    else object if col in STR_COLUMNS else np.float64)
+
+
+def _is_stored_form(frame: pd.DataFrame) -> bool:
+    """Whether ``frame`` already is what :func:`_coerce` would make of it (so it is stored as is):
+    the columns in order, their dtypes, and text that :func:`_text` leaves unchanged."""
+    if list(frame.columns) != list(COLUMNS):
+        return False
+    if any(frame[col].dtype != _stored_dtype(col) for col in COLUMNS):
+        return False
+    for col in STR_COLUMNS:
+        limit = _limit(col)
+        for value in frame[col].to_numpy():
+            if type(value) is not str:
+                return False
+            plain = value.isascii() and (limit is None or len(value) <= limit)   # safe_text keeps it as is
+            if not plain and safe_text(value, limit) != value:
+                return False
+    return True
+
+
 def write_cell(sweep_dir, frame: pd.DataFrame) -> Path:
-    """Write one cell's rows atomically: a temporary file, fsync, then ``os.replace``."""
+    """Write one cell's rows atomically: a temporary file, fsync, then ``os.replace``.
+
+    A frame from :func:`cell_frame` is stored as it is; any other is coerced first."""
     ids = frame["cell_id"].unique()
     if len(ids) != 1:
         raise ValueError(f"write_cell expects one cell, got {len(ids)}")
     folder = results_dir(sweep_dir)
     path = folder / f"{ids[0]}.parquet"
+    stored = frame if _is_stored_form(frame) else _coerce(frame.copy())
     try:
-        atomic_write(path, lambda fh: _coerce(frame.copy()).to_parquet(fh, index=False), fsync=True)
+        atomic_write(path, lambda fh: pq.write_table(_table(stored), fh), fsync=True)
     except OSError as exc:
         raise HarnessError(f"could not store cell {ids[0]} in {folder}: {exc.strerror or exc}; "
                            "the cells stored before it are kept") from None
     return path
+
+
+@functools.lru_cache(maxsize=1)
+def _stored_schema() -> pa.Schema:
+    """The Arrow schema (with pandas' metadata) of every frame in stored form: it depends on the
+    columns and their dtypes only, so it is worked out once, from a one-row frame."""
+    row = {col: pd.Series([_stored_dtype(col).type(0) if col not in STR_COLUMNS else ""],
+                          dtype=_stored_dtype(col)) for col in COLUMNS}
+    return pa.Table.from_pandas(pd.DataFrame(row, columns=list(COLUMNS)), preserve_index=False).schema
+
+
+def _table(frame: pd.DataFrame) -> pa.Table:
+    """The Arrow table ``frame.to_parquet(index=False)`` writes for a frame in stored form, made
+    column by column against the fixed schema (pandas re-infers it at every call); NaN is stored
+    as null, as pandas stores it."""
+    schema = _stored_schema()
+    return pa.Table.from_arrays([pa.array(frame[col].to_numpy(), type=field.type, from_pandas=True)
+                                 for col, field in zip(COLUMNS, schema)], schema=schema)
 
 
 def read_cell(sweep_dir, cell_id: str) -> pd.DataFrame | None:
@@ -162,10 +272,11 @@ def check_cell_file(path: Path) -> str | None:
         return f"unreadable ({_one_line(exc)})"
 
 
-def _problem(path: Path, names, cell_ids) -> str | None:
+def _problem(path: Path, names, cell_ids, missing_ok=()) -> str | None:
     """The check behind :func:`check_cell_file` and :func:`_read_checked`: the exact
-    columns, and rows of this file's cell only (``cell_ids()`` is called only then)."""
-    if set(names) != set(COLUMNS):
+    columns (but for those in ``missing_ok``), and rows of this file's cell only
+    (``cell_ids()`` is called only then)."""
+    if not set(COLUMNS) - set(missing_ok) <= set(names) <= set(COLUMNS):
         return "not a result file (wrong columns)"
     ids = set(cell_ids())
     if ids != {path.stem}:
@@ -251,7 +362,8 @@ def _read_checked(path: Path) -> pd.DataFrame:
     """One stored cell, read once and checked as :func:`check_cell_file` would."""
     try:
         frame = pd.read_parquet(path)
-        problem = _problem(path, frame.columns, lambda: frame["cell_id"])
+        # a file stored before the diagnostic columns existed reads with them NaN (a sweep reruns its cell)
+        problem = _problem(path, frame.columns, lambda: frame["cell_id"], missing_ok=DIAGNOSTIC_COLUMNS)
     except Exception as exc:   # pyarrow raises ArrowInvalid, OSError, ... for a damaged file
         problem = f"unreadable ({_one_line(exc)})"
     if problem is not None:

@@ -200,5 +200,6 @@ def test_raw_data_is_shared_read_only():
     with pytest.raises(ValueError):
         raw.X[0, 0] = 1.0
     split = load_split("iris", registry=REGISTRY)
-    split.X_train[0, 0] = 123.0  # the split owns its arrays
-    assert load_split("iris", registry=REGISTRY).X_train[0, 0] != 123.0
+    with pytest.raises(ValueError):   # cached per process and shared: read-only
+        split.X_train[0, 0] = 123.0
+    assert load_split("iris", registry=REGISTRY).X_train is split.X_train

@@ -22,7 +22,7 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.results.manifest import read_manifest
-from harness.results.schema import CELL_COLUMNS, METRIC_COLUMNS, WORK_COLUMNS
+from harness.results.schema import CELL_COLUMNS, DIAGNOSTIC_COLUMNS, METRIC_COLUMNS, WORK_COLUMNS
 from harness.results.store import read_results
 
 __all__ = ["INSTALL_HINT", "ExportSummary", "default_tracking_uri", "export_mlflow"]
@@ -32,7 +32,8 @@ CELL_TAG, SWEEP_TAG, PHASE_TAG, DONE_TAG = "harness.cell_id", "harness.sweep", "
 # harness status -> MLflow run status (the harness status and reason are kept as tags)
 RUN_STATUS = {"done": "FINISHED", "stopped": "FINISHED", "diverged": "FAILED", "error": "FAILED",
               "skipped": "KILLED"}
-METRICS = tuple(c for c in WORK_COLUMNS if c != "epoch") + METRIC_COLUMNS + ("reference_train_loss",)
+METRICS = (tuple(c for c in WORK_COLUMNS if c != "epoch") + METRIC_COLUMNS + DIAGNOSTIC_COLUMNS
+           + ("reference_train_loss",))
 IDENTITY = ("sweep", "cell_id", "phase")
 PLUGIN_PARAMS = {"optimizer_params": "optimizer", "loss_params": "loss", "dataset_params": "dataset"}
 BATCH_METRICS, BATCH_PARAMS = 1000, 100   # MLflow's log_batch limits per call

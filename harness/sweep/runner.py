@@ -44,7 +44,7 @@ from harness.results.manifest import command_line, environment, now, read_manife
 from harness.sweep.plan import (ONCE, Cell, Group, Plan, build_plan, choose, edge_sides, final_cells,
                                 format_plan, next_rate, objective_values, select_lr, tune_cells)
 from harness.results.store import (SweepLock, cell_frame, clean_temporaries, export_csv, read_cell,
-                                   read_results, status_frame, verify_stored, write_cell)
+                                   read_results, relabel_cell, status_frame, verify_stored, write_cell)
 
 __all__ = ["CellTask", "StackTask", "ReferenceTask", "run_cell", "run_stack", "run_reference", "run_sweep",
            "SweepOutcome",
@@ -342,10 +342,7 @@ class _Runner:
         frame = self.frame(source.id)
         if frame is None or str(frame["status"].iloc[-1]) in ("error", "timeout", "skipped"):
             return False
-        frame = frame.copy()
-        frame["phase"] = cell.phase
-        frame["cell_id"] = cell.id
-        write_cell(self.sweep_dir, frame)
+        write_cell(self.sweep_dir, relabel_cell(frame, cell_id=cell.id, phase=cell.phase))
         self.written.add(cell.id)
         return True
 

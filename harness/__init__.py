@@ -13,33 +13,44 @@ what ``load`` and ``run_sweep`` return.
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("harness-gd")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+unknown"
-
-from harness.plugin.hookspecs import hookimpl  # noqa: E402  (``@harness.hookimpl`` keeps working)
-
-if TYPE_CHECKING:  # for type checkers and editors; at run time the API loads on first use
+if TYPE_CHECKING:  # for type checkers and editors; at run time these load on first use
     from harness.api import Sweep, load, run, run_sweep
+    from harness.plugin.hookspecs import hookimpl
 
-# The API pulls in pandas, pyarrow and the engine: it loads on first use (PEP 562),
-# so that `harness --help` and plugins importing `harness.hookimpl` stay fast.
+# Everything here loads on first use (PEP 562), so that `harness --help` stays fast:
+# the API pulls in pandas, pyarrow and the engine; ``hookimpl`` the plugin API (numpy,
+# pluggy); ``__version__`` importlib.metadata. Plugins importing `harness.hookimpl` get
+# the same marker as ``harness.plugin.hookimpl``.
 _API = ("Sweep", "load", "run", "run_sweep")
 
 __all__ = ["hookimpl", "__version__", *_API]
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("harness-gd")
+    except PackageNotFoundError:  # running from a source tree that was not installed
+        return "0.0.0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    # import_module, not an import statement: the root package must not depend on the API
+    # (plugins import `harness`; import-linter would otherwise count every layer as theirs)
     if name in _API:
-        # import_module, not an import statement: the root package must not depend on the API
-        # (plugins import `harness`; import-linter would otherwise count every layer as theirs)
         return getattr(importlib.import_module("harness.api"), name)
-    raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    if name == "hookimpl":
+        value = importlib.import_module("harness.plugin.hookspecs").hookimpl
+    elif name == "__version__":
+        value = _version()
+    else:
+        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    globals()[name] = value   # looked up once
+    return value
 
 
 def __dir__() -> list:
-    return sorted(set(globals()) | set(_API))
+    return sorted(set(globals()) | set(__all__))

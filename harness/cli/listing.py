@@ -6,7 +6,6 @@ the embedded face set is built once and cached).
 import json
 import sys
 
-from harness.learning.split import PREPROCESS_PARAMS, describe
 from harness.plugin.loader import KINDS, env_flag, load_registry
 from harness.plugin.specs import SINGULAR, DatasetUnavailable
 
@@ -24,6 +23,9 @@ def _entry(kind: str, spec) -> dict:
         entry["compares"] = f"{spec.factor}: {sides}; {spec.direction} {spec.statistic} of {spec.metric}"
         entry["budgets"] = [b.label for b in spec.budgets]
     if kind == "datasets":
+        # imported here, not at the top: `harness list optimizers` need not load the engine (startup speed)
+        from harness.learning.split import describe
+
         try:
             entry["info"] = describe(spec.load())
             entry["available"] = True
@@ -53,6 +55,8 @@ def _print_text(entries: list, kind: str) -> None:
     if kind == "claims":
         return
     if kind == "datasets":
+        from harness.learning.split import PREPROCESS_PARAMS   # here for startup speed, as in _entry
+
         print("every dataset also takes (the engine's preprocessing):")
         for p in PREPROCESS_PARAMS:
             print(_param_line(p.to_dict()))

@@ -11,7 +11,6 @@ import importlib
 import re
 import sys
 
-from harness import __version__
 from harness.errors import HarnessError
 
 # command name -> module in harness.cli (each has configure(parser) and execute(args) -> int)
@@ -23,6 +22,20 @@ COMMANDS = {
     "report": ("report", "rebuild a sweep's report from its stored results"),
     "export": ("export", "export a sweep's stored runs to MLflow or CSV"),
 }
+
+
+class VersionAction(argparse.Action):
+    """``--version``: the installed version, looked up only when asked (importlib.metadata is slow to import)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="show the version and exit"):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import harness
+
+        print(f"harness {harness.__version__}")
+        parser.exit()
 
 
 class Parser(argparse.ArgumentParser):
@@ -39,7 +52,18 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> Parser:
+def command_in(argv: list) -> str | None:
+    """The command named on the command line: the first word not an option (the top level takes no values)."""
+    return next((token for token in argv if not token.startswith("-")), None)
+
+
+def build_parser(argv: list | None = None) -> Parser:
+    """The whole parser; given ``argv``, only the command it names has its options configured.
+
+    Configuring a command imports its module and what its help text needs (the engine, numpy);
+    `harness --help` and `harness plugins` would pay for every command's imports otherwise.
+    """
+    wanted = set(COMMANDS) if argv is None else {command_in(argv)}
     parser = Parser(
         prog="harness",
         description="Benchmark gradient-descent optimizers and classification losses on real data. "
@@ -47,13 +71,14 @@ def build_parser() -> Parser:
         epilog="Start with `python -m harness sweep` (the default sweep on embedded data, "
         "about 7 minutes on 2 cores); `python -m harness COMMAND --help` explains each command.",
     )
-    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
         p.set_defaults(_module=module)
-        importlib.import_module(f"harness.cli.{module}").configure(p)
+        if name in wanted:
+            importlib.import_module(f"harness.cli.{module}").configure(p)
     return parser
 
 
@@ -73,8 +98,8 @@ def join_negative_values(argv: list) -> list:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(join_negative_values(list(sys.argv[1:] if argv is None else argv)))
+    argv = join_negative_values(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser(argv).parse_args(argv)
     module = importlib.import_module(f"harness.cli.{args._module}")
     try:
         return int(module.execute(args) or 0)

@@ -194,7 +194,7 @@ def _batch_norm(shift_small: float, shift_large: float, column: bool = True) -> 
     base = synthetic_results(datasets=("moons",), losses=("ce",), optimizers=("minibatch-bn",), seeds=SEEDS,
                              epochs=5, extras=False)
     parts = []
-    for size, shift in ((8, shift_small), (64, shift_large)):
+    for size, shift in ((16, shift_small), (64, shift_large)):
         part = _variant(base, f"b{size}", optimizer_params=json.dumps({"batch_size": size}))
         if column:
             part["bn_batch_shift"] = shift * (1 + 0.01 * part["seed"]) / (1 + 0.1 * part["epoch"])
@@ -235,8 +235,9 @@ def test_bn_claim_applies_to_batch_norm_runs_only():
 # --------------------------------------------------------------------------- the page's family
 def test_claims_without_pairs_do_not_enter_holm():
     """On a sweep without the lecture settings the new claims have no pair: the six keep their family of six."""
-    results = synthetic_results(datasets=("digits",), losses=("ce", "wce"), seeds=SEEDS, epochs=4, extras=False)
+    results = synthetic_results(datasets=("digits",), losses=("ce",), seeds=SEEDS, epochs=4, extras=False)
     got = _evaluate(results, *CLAIMS)
+    assert sum(r.headline.evidence is not None for r in got.values()) == 5    # all but wce-recall (no wce)
     for name in NEW[:2]:
         assert "no runs with schedule = inverse" in got[name].headline.reason
     assert "no pair in a section" in got["bn-small-batch-outliers"].headline.reason \
@@ -244,7 +245,8 @@ def test_claims_without_pairs_do_not_enter_holm():
     six = _evaluate(results, *CLAIMS[:6])
     for name, result in six.items():
         assert got[name].headline.verdict == result.headline.verdict
-        assert got[name].headline.p_adj == result.headline.p_adj
+        assert got[name].headline.p_adj == pytest.approx(result.headline.p_adj, nan_ok=True)
+        assert got[name].headline.reason == result.headline.reason      # "after Holm over m claim(s)" too
     # the kick claim's other budgets are read, but only its headline enters the family
     assert got["minibatch-kicks"].headline.evidence is None
 

@@ -20,7 +20,10 @@ __all__ = ["Budget", "ClaimSpec", "AXES", "STATISTICS", "DIRECTIONS", "SCALES", 
 AXES = ("epoch", "updates", "samples_seen", "train_seconds")
 AXIS_NAMES = {"epoch": ("epoch", "epochs"), "updates": ("update", "updates"),
               "samples_seen": ("samples seen", "samples seen"), "train_seconds": ("second", "training seconds")}
-STATISTICS = ("value", "area")     # the metric at the budget, or its mean over [0, budget] (area / budget)
+# ``value``: the metric at the budget; ``area``: its mean over [0, budget] (area / budget); ``fluctuation``:
+# how much it still moves at the end of the budget (the mean |change| between consecutive records in the
+# last ``window`` share of [0, budget], of log values on the log scale; lower = settled)
+STATISTICS = ("value", "area", "fluctuation")
 DIRECTIONS = ("lower", "higher", "between")
 SCALES = ("log", "linear")
 # what a learning rate can be tuned for (docs/sweep.md), read from the tuning runs' epochs -> True when larger
@@ -75,7 +78,11 @@ class ClaimSpec:
       The claim says ``a`` is better than ``b`` (``lower``/``higher`` metric), or that ``a``
       lies between ``b`` and ``c``.
     * ``metric``: a stored per-epoch column (``train_loss``, ``test_minority_recall`` ...);
-      ``statistic``: ``value`` (read at the budget) or ``area`` (mean over [0, budget]).
+      ``statistic``: ``value`` (read at the budget), ``area`` (mean over [0, budget]) or
+      ``fluctuation`` (mean absolute change between consecutive records whose axis value lies in
+      the last ``window`` share of [0, budget]: ~0 for a run that has settled; compared as a
+      plain difference, so ``tie`` is then in the fluctuation's own units).
+    * ``window``: the share of the budget ``fluctuation`` looks at (0.5: its second half).
     * ``scale``: ``log`` compares log values (effects are log ratios, for losses), ``linear``
       differences (for bounded metrics such as recall).
     * ``tie``: |effect| at or below it is a tie (log scale: 0.01 is about 1% relative).
@@ -85,7 +92,9 @@ class ClaimSpec:
       ``val_loss_best`` for one about generalisation.
     * ``applies(section) -> bool``: optional; the section is a dict with ``dataset``,
       ``loss`` (None when the loss is the factor), ``hidden`` (list), ``convex`` (bool),
-      ``imbalance`` (largest/smallest class count of the test split) and the params dicts.
+      ``imbalance`` (largest/smallest class count of the test split), the params dicts, and
+      ``optimizer`` and ``schedule`` (a setting that is the claim's factor is None there, its
+      params dict empty), so a claim about schedules can restrict itself to one optimizer.
     """
 
     name: str
@@ -100,6 +109,7 @@ class ClaimSpec:
     statistic: str = "value"
     scale: str = "log"
     tie: float = 0.01
+    window: float = 0.5
     budgets: tuple = (Budget("epoch", fraction=1.0),)
     applies: Optional[Callable[[Mapping], bool]] = None
     rule: str = ""
@@ -115,6 +125,8 @@ class ClaimSpec:
             raise ValueError(f"claim {self.name!r}: statistic must be one of {', '.join(STATISTICS)}")
         if self.scale not in SCALES:
             raise ValueError(f"claim {self.name!r}: scale must be one of {', '.join(SCALES)}")
+        if not 0 < self.window <= 1:
+            raise ValueError(f"claim {self.name!r}: window must be in (0, 1], got {self.window!r}")
         if not self.tie >= 0:
             raise ValueError(f"claim {self.name!r}: tie must be >= 0")
         if not self.budgets or not all(isinstance(b, Budget) for b in self.budgets):

@@ -10,6 +10,8 @@ it is given. For each claim:
    at its own tuned learning rate, so ``lr`` is not part of the key. When the
    factor is a plugin (``optimizer``), params both plugins have must be equal;
    params only one has (a batch size) name a variant and form their own stratum.
+   When the factor is ``schedule``, its parameters (``decay``, ``step_every``)
+   belong to each side's schedule: they leave the key and name a variant too.
 2. **Strata** (the sections of the claim): the pair key without the seed.
 3. **Budgets**: each pair is read at matched budgets on an axis (epochs,
    updates, samples seen, training seconds), interpolating between records.
@@ -35,6 +37,8 @@ from harness.report.frames import OK_STATUSES, SECTION_COLUMNS, imbalance, label
 
 PARAM_COLUMNS = ("optimizer_params", "loss_params", "dataset_params")
 PLUGIN_PARAMS = {"optimizer": "optimizer_params", "loss": "loss_params", "dataset": "dataset_params"}
+SETTING_PARAMS = {"schedule": ("decay", "step_every")}   # a setting's own parameters: part of each side's value
+SECTION_SETTINGS = ("dataset", "loss", "optimizer", "schedule")   # what applies() sees (None when the factor)
 KEY_COLUMNS = ("dataset", "dataset_params", "hidden", "activation", "dtype", "loss", "loss_params",
                "optimizer", "optimizer_params", "schedule", "decay", "step_every", "epochs", "tol",
                "lecture_stop", "patience", "time_budget", "seed")
@@ -140,20 +144,23 @@ def pair_table(runs: pd.DataFrame, spec: ClaimSpec) -> tuple[pd.DataFrame, str]:
     if column not in runs.columns:
         return pd.DataFrame(), f"the results have no column {column!r}"
     plugin_params = PLUGIN_PARAMS.get(column) if key is None else None
-    keys = [c for c in KEY_COLUMNS if c in runs.columns and c != column and c != plugin_params]
+    own = [c for c in (SETTING_PARAMS.get(column, ()) if key is None else ()) if c in runs.columns]
+    keys = [c for c in KEY_COLUMNS if c in runs.columns and c != column and c != plugin_params and c not in own]
+    variant = ([plugin_params] if plugin_params else []) + own
     sides, ambiguous = [], 0
     for i, value in enumerate(spec.sides):
         side = _side(runs, column, key, value)
         if side.empty:
             return pd.DataFrame(), f"no runs with {spec.factor} = {value} in this sweep"
         side["_key"] = _key_text(side, keys)
-        # a side's own params (a batch size) name a variant, not a duplicate: they are matched below
-        dup = (side["_key"] + side[plugin_params].astype(str) if plugin_params else side["_key"]).duplicated(keep=False)
+        # a side's own params (a batch size, a schedule's decay) name a variant, not a duplicate
+        dup = (side["_key"] + _key_text(side, variant) if variant else side["_key"]).duplicated(keep=False)
         ambiguous += int(dup.sum())
         side = side[~dup]
         keep = {"cell_id": f"cell_{i}", "status": f"status_{i}"}
         if plugin_params:
             keep[plugin_params] = f"params_{i}"
+        keep.update({c: f"{c}_{i}" for c in own})
         if i == 0:
             keep.update({c: c for c in keys + ["family", "section"] if c in side.columns})
         sides.append(side[["_key", *keep]].rename(columns=keep))
@@ -169,7 +176,7 @@ def pair_table(runs: pd.DataFrame, spec: ClaimSpec) -> tuple[pd.DataFrame, str]:
         note = f"no runs of {spec.factor} = {' / '.join(map(str, spec.sides))} that differ in it alone"
         return pd.DataFrame(), note + (f" ({ambiguous} runs share a key with another run)" if ambiguous else "")
     table = table.drop(columns="_key").reset_index(drop=True)
-    table["stratum"] = _strata(table, keys, column, plugin_params, len(sides))
+    table["stratum"] = _strata(table, keys, column, plugin_params, spec.sides, own)
     return table, ""
 
 
@@ -178,7 +185,7 @@ def _shared_equal(p, q) -> bool:
     return all(a[k] == b[k] for k in set(a) & set(b))
 
 
-def _strata(table: pd.DataFrame, keys, column: str, plugin_params: str | None, n_sides: int) -> list[str]:
+def _strata(table: pd.DataFrame, keys, column: str, plugin_params: str | None, sides: tuple, own=()) -> list[str]:
     """A readable label per pair: its section, plus every key setting that varies across this claim's pairs."""
     base = table["family"] if column == "loss" else table["section"]
     parts = [base.astype(str)]
@@ -188,10 +195,15 @@ def _strata(table: pd.DataFrame, keys, column: str, plugin_params: str | None, n
         shown = table[col].map(params_text) if col in PARAM_COLUMNS else table[col].astype(str)
         parts.append(f"{col}=" + shown if col not in PARAM_COLUMNS else shown)
     if plugin_params:
-        for i in range(n_sides):
+        for i in range(len(sides)):
             col = f"params_{i}"
             if table[col].nunique() > 1:
                 parts.append(table[col].map(params_text))
+    for i, value in enumerate(sides):     # a setting's own params, e.g. "inverse decay=0.01"
+        for name in own:
+            col = f"{name}_{i}"
+            if table[col].astype(str).nunique() > 1:
+                parts.append(f"{value} {name}=" + table[col].astype(str))
     return [" · ".join(p for p in row if p) for row in zip(*[list(p) for p in parts])]
 
 
@@ -225,6 +237,10 @@ class Curves:
             self._cache[key] = (x, y)
         return self._cache[key]
 
+    def records(self, cid, metric: str) -> bool:
+        """Whether the run has any finite value of ``metric`` (a column it lacks, or all NaN: none)."""
+        return self.points(cid, "epoch", metric)[1].size > 0
+
     def last(self, cid, axis: str, metric: str) -> float:
         x, _ = self.points(cid, axis, metric)
         return float(x[-1]) if x.size else np.nan
@@ -239,6 +255,8 @@ class Curves:
             return None            # before the first record after the start: nothing measured there
         if spec.statistic == "value":
             return float(np.interp(at, x, y))
+        if spec.statistic == "fluctuation":
+            return fluctuation(x, y, at, spec.window, spec.scale == "log")
         inside = x < at
         xs = np.append(x[inside], at)
         ys = np.append(y[inside], np.interp(at, x, y))
@@ -247,13 +265,26 @@ class Curves:
         return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2) / (xs[-1] - xs[0]))
 
 
+def fluctuation(x: np.ndarray, y: np.ndarray, at: float, window: float, log: bool) -> float | None:
+    """How much a curve still moves at the end of [0, at]: the mean |change| between consecutive records
+    whose axis value lies in [(1 - window) at, at], of log values when ``log``; None with fewer than two."""
+    inside = (x >= (1 - window) * at * (1 - 1e-9)) & (x <= at * (1 + 1e-9))
+    ys = y[inside]
+    if ys.size < 2:
+        return None
+    if log:
+        ys = np.log(np.where(ys > 0, ys, TINY))
+    return float(np.mean(np.abs(np.diff(ys))))
+
+
 # --------------------------------------------------------------------------- effects
 def _worst(spec: ClaimSpec) -> float:
     return -np.inf if spec.direction == "higher" else np.inf
 
 
 def _transform(values: np.ndarray, spec: ClaimSpec) -> np.ndarray:
-    if spec.scale == "log":
+    # a fluctuation is already on the claim's scale (changes of log values): compared as a difference
+    if spec.scale == "log" and spec.statistic != "fluctuation":
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.log(np.where(values > 0, values, TINY))
     return values
@@ -290,6 +321,9 @@ def effects_at(curves: Curves, table: pd.DataFrame, spec: ClaimSpec, budget: Bud
     out, strata, unobserved = [], [], 0
     for cells, stratum in zip(table[cols].itertuples(index=False, name=None), table["stratum"]):
         at = budget_point(curves, cells, spec, budget)
+        if np.isnan(at) and not all(curves.diverged(c) for c in cells):
+            unobserved += 1          # a run that did not diverge has no record of the metric on this axis
+            continue
         if np.isnan(at):
             values = [worst] * len(cells)
         else:
@@ -303,14 +337,20 @@ def effects_at(curves: Curves, table: pd.DataFrame, spec: ClaimSpec, budget: Bud
 
 
 # --------------------------------------------------------------------------- applicability
-def section_info(row: pd.Series, loss_is_factor: bool, ratios: dict) -> dict:
-    """What ``ClaimSpec.applies`` sees of a pair's section (no names chosen by the engine)."""
+def section_info(row: pd.Series, factor: str, ratios: dict) -> dict:
+    """What ``ClaimSpec.applies`` sees of a pair's section (no names chosen by the engine).
+
+    ``factor`` is the compared column: that setting is None (and a plugin's params empty), since
+    the sides differ in it.
+    """
     hidden = _load_list(row.get("hidden"))
-    return {"dataset": row.get("dataset"), "dataset_params": _load(row.get("dataset_params")),
-            "loss": None if loss_is_factor else row.get("loss"),
-            "loss_params": {} if loss_is_factor else _load(row.get("loss_params")),
-            "hidden": hidden, "convex": not hidden, "activation": row.get("activation"),
+    info = {"hidden": hidden, "convex": not hidden, "activation": row.get("activation"),
             "dtype": row.get("dtype"), "imbalance": ratios.get(row.get("family"), 1.0)}
+    for name in SECTION_SETTINGS:
+        info[name] = None if name == factor else row.get(name)
+        if name in PLUGIN_PARAMS:
+            info[PLUGIN_PARAMS[name]] = {} if name == factor else _load(row.get(PLUGIN_PARAMS[name]))
+    return info
 
 
 def _load_list(text) -> list:
@@ -325,8 +365,9 @@ def _applicable(runs: pd.DataFrame, table: pd.DataFrame, spec: ClaimSpec) -> pd.
     if spec.applies is None or table.empty:
         return table
     ratios = {fam: imbalance(g) for fam, g in runs.groupby("family")}
-    loss_is_factor = _factor(spec)[0] == "loss"
-    keep = [bool(spec.applies(section_info(row, loss_is_factor, ratios))) for _, row in table.iterrows()]
+    column, key = _factor(spec)
+    factor = column if key is None else ""
+    keep = [bool(spec.applies(section_info(row, factor, ratios))) for _, row in table.iterrows()]
     return table[np.asarray(keep, dtype=bool)].reset_index(drop=True)
 
 
@@ -350,6 +391,9 @@ def evaluate(specs, final_runs: pd.DataFrame, rows: pd.DataFrame, alpha: float =
             table = _applicable(usable, table, spec)
             if table.empty:
                 note = "no pair in a section this claim applies to"
+            elif not _recorded(curves, table, spec.metric):
+                note = (f"not observable: no paired run records a finite {spec.metric} (runs stored before the "
+                        f"column existed, or a model it is not defined for)")
         result = ClaimResult(spec, table, note, tuned_for=objective)
         for budget in spec.budgets:
             br = BudgetResult(budget)
@@ -370,10 +414,19 @@ def evaluate_sweep(specs, final_runs: pd.DataFrame, final_df: pd.DataFrame, mani
                     runs_for=lambda objective: tuned_for(final_runs, manifest, objective))
 
 
+def _recorded(curves: Curves, table: pd.DataFrame, metric: str) -> bool:
+    cols = [c for c in table.columns if c.startswith("cell_")]
+    return any(curves.records(cid, metric) for col in cols for cid in table[col])
+
+
 def _judge(results: list[ClaimResult], alpha: float) -> None:
-    """Holm across the page's claims (headline budgets), then the verdicts and their reasons."""
-    m = max(1, len(results))
+    """Holm across the page's claims (headline budgets), then the verdicts and their reasons.
+
+    The family is the claims with a headline p: a claim with no pair (nothing of it in this
+    sweep) is not tested, so it neither enters Holm nor raises the pairs the others need.
+    """
     headline_p = [r.headline.evidence.p if r.headline.evidence else np.nan for r in results]
+    m = max(1, int(np.sum(~np.isnan(np.asarray(headline_p, dtype=float)))))
     section_p: dict = {}
     for r in results:
         if r.headline.evidence:
@@ -413,9 +466,14 @@ def _missing(result: ClaimResult, br: BudgetResult) -> str:
 def describe(spec: ClaimSpec) -> str:
     """The claim's measure and effect in one sentence, from its spec."""
     what = spec.metric.replace("_", " ")
+    unit = "log" if spec.scale == "log" else "difference of"
     if spec.statistic == "area":
         what = f"mean {what} over [0, budget] (area under its curve / budget)"
-    unit = "log" if spec.scale == "log" else "difference of"
+    elif spec.statistic == "fluctuation":
+        values = "log values" if spec.scale == "log" else "values"
+        what = (f"fluctuation of the {what}: the mean absolute change of its {values} between consecutive "
+                f"records in the last {spec.window:.0%} of [0, budget] (0 = settled)")
+        unit = "fluctuation of"
     a, b = spec.a, spec.b
     if spec.direction == "between":
         body = (f"{a} lies between {b} and {spec.c}: effect = the smaller of the {unit} distances of {a} "

@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.linalg.blas import get_blas_funcs
 
 from harness.plugin import CheckContext, OptimizerSpec, Param, hookimpl
 
@@ -31,6 +30,8 @@ def _axpy(dtype):
     """BLAS ``y += a x`` for this dtype (looked up once: the lookup costs more than a small update)."""
     fn = _AXPY.get(dtype)
     if fn is None:
+        from scipy.linalg.blas import get_blas_funcs   # here, not at the top: registering needs no scipy (startup)
+
         fn = _AXPY[dtype] = get_blas_funcs("axpy", dtype=dtype)
     return fn
 
@@ -53,6 +54,7 @@ class PlainGD:
         self.scheme = scheme
         self.batch_size = int(batch_size)
         self.no_single_batches = bool(no_single_batches)
+        import scipy.linalg.blas  # noqa: F401  loaded before a run's clock starts (see _axpy)
         self._params: Any = None
         self._grads: Any = None
         self._flat: list[tuple[Any, np.ndarray, np.ndarray]] = []

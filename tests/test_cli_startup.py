@@ -35,12 +35,11 @@ def test_help_loads_no_heavy_library():
 
 
 @pytest.mark.parametrize("argv", [["plugins"], ["list", "optimizers"], ["list", "losses"]])
-def test_listing_commands_load_no_pandas_numba_or_plotting(argv):
-    # loading the plugins imports numpy (and, through the built-in plugins, possibly scipy);
-    # the dataframe, compiler and plotting libraries must stay out
+def test_listing_commands_load_no_heavy_library(argv):
+    # loading the plugins imports numpy, which the plugin API needs; nothing heavier
     code = ("import contextlib, io\nfrom harness.cli.main import main\n"
             f"with contextlib.redirect_stdout(io.StringIO()):\n    main({argv!r})")
-    assert loaded_after(code) & {"pandas", "numba", "matplotlib", "plotly", "sklearn", "dask", "pyarrow"} == set()
+    assert loaded_after(code) == set()
 
 
 def test_command_in_finds_the_command_after_top_level_options():

@@ -107,8 +107,9 @@ def test_page_shows_claims_footer_and_failures(built):
         assert column in verdicts.columns
     # the synthetic curves make every claim but "BGD late" true in all 12 pooled pairs (2 datasets x 2 losses
     # x 3 seeds; WCE: 2 imbalanced datasets x 5 optimizers x 3 seeds)
-    assert list(verdicts["verdict"]) == ["holds", "does not hold", "holds", "holds", "holds", "holds"]
-    assert list(verdicts["pairs"]) == [12, 12, 12, 12, 30, 12]
+    assert list(verdicts["verdict"])[:6] == ["holds", "does not hold", "holds", "holds", "holds", "holds"]
+    assert list(verdicts["pairs"])[:6] == [12, 12, 12, 12, 30, 12]
+    assert (verdicts["verdict"].iloc[6:] == "inconclusive").all()    # the lecture preset's claims: no pairs here
     # but three seeds per section cannot reach alpha after Holm over the claims: the page says how many would
     assert not verdicts["sections"].str.contains("holds").any()
     sections = pd.read_csv(next((folder / "tables").glob("claim-sgd-early-*-sections.csv")))

@@ -7,7 +7,6 @@ through ``log(1 + exp(z)) = logaddexp(0, z)`` (softplus).
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -32,6 +31,8 @@ def softplus(z: np.ndarray) -> np.ndarray:
 
 def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Logistic function (scipy's expit: no overflow warnings for large |z|)."""
+    from scipy.special import expit   # here, not at the top: `harness plugins` need not load scipy (startup)
+
     return expit(z, out=out)
 
 

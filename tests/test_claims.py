@@ -212,7 +212,7 @@ def test_builtin_claims_register_through_the_hook():
 
     seen = []
     plugin.register_claims(seen.append)
-    assert [c.name for c in seen] == [c.name for c in CLAIMS] and len(seen) == 10   # 6 + the 4 of the lecture preset
+    assert [c.name for c in seen] == [c.name for c in CLAIMS] and len(seen) == 11   # 6 + the 5 of the lecture preset
     assert all(isinstance(c, ClaimSpec) for c in seen)
 
 

@@ -52,7 +52,7 @@ def test_plugins_json_shows_the_builtins():
     assert all(p["distribution"] == "harness-gd" and p["version"] == __version__ for p in builtins.values())
     assert {"bgd", "point", "sgd", "minibatch", "minibatch-bn"} <= set(builtins["optimizers"]["registered"]["optimizers"])
     assert {"ce", "bce", "wce"} <= set(builtins["losses"]["registered"]["losses"])
-    assert len(builtins["claims"]["registered"]["claims"]) == 10   # the lecture's claims, as plugins
+    assert len(builtins["claims"]["registered"]["claims"]) == 11   # the lecture's claims, as plugins
 
 
 @pytest.mark.slow

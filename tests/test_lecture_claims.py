@@ -21,7 +21,8 @@ from harness_plugins.claims import CLAIMS
 from report_sample import synthetic_results
 
 BUILTIN = {c.name: c for c in CLAIMS}
-NEW = ("sgd-inverse-settles", "sgd-inverse-sqrt-settles", "minibatch-kicks", "bn-small-batch-outliers")
+NEW = ("sgd-inverse-settles", "sgd-inverse-sqrt-settles", "minibatch-kicks", "bn-small-batch-outliers",
+       "bgd-late-convex")
 SEEDS = tuple(range(8))
 
 
@@ -263,6 +264,39 @@ def test_new_claims_register_through_the_hook_with_their_slide_and_rule():
     kicks, settles = BUILTIN["minibatch-kicks"], BUILTIN["sgd-inverse-settles"]
     assert kicks.applies({"convex": True}) is False and kicks.applies({"convex": False}) is True
     assert settles.applies({"optimizer": "sgd"}) and not settles.applies({"optimizer": "bgd"})
+
+
+# --------------------------------------------------------------------------- BGD late, on the convex model
+def _convex_runs(bgd_floor: float, sgd_floor: float, reference: float = 0.3) -> pd.DataFrame:
+    """Convex runs whose training loss is the stored optimum plus a decaying excess with a floor."""
+    common = dict(datasets=("moons",), losses=("ce",), optimizers=("bgd", "sgd"), seeds=SEEDS, epochs=10,
+                  extras=False)
+    convex = synthetic_results(hidden=(), **common)
+    deep = synthetic_results(hidden=(16,), **common)
+    deep["cell_id"] += "-deep"
+    results = pd.concat([convex, deep], ignore_index=True)
+    floor = np.where(results["optimizer"] == "bgd", bgd_floor, sgd_floor)
+    results["train_loss"] = reference + floor + np.exp(-results["epoch"].to_numpy(float))
+    results["reference_train_loss"] = np.where(results["hidden"].astype(str).isin(["[]", "()", ""]), reference,
+                                               np.nan)
+    return results
+
+
+def test_excess_over_the_optimum_is_floored_and_missing_without_a_reference():
+    rows = pd.DataFrame({"train_loss": [0.5, 0.3, 0.29, 0.4], "reference_train_loss": [0.3, 0.3, 0.3, np.nan]})
+    got = claims_mod.with_excess(rows)["train_loss_excess"].to_numpy()
+    assert got[0] == pytest.approx(0.2) and got[1] == got[2] == claims_mod.EXCESS_FLOOR and np.isnan(got[3])
+
+
+def test_bgd_late_convex_reads_the_excess_where_the_plain_loss_is_a_tie():
+    spec, plain = BUILTIN["bgd-late-convex"], BUILTIN["bgd-late"]
+    got = _evaluate(_convex_runs(bgd_floor=1e-7, sgd_floor=1e-4), spec, plain)
+    # the losses differ by far less than the 1% tie, the distances to the optimum by orders of magnitude
+    assert got["bgd-late"].headline.evidence.ties == got["bgd-late"].headline.evidence.pairs
+    assert got[spec.name].headline.verdict == stats.HOLDS
+    assert len(got[spec.name].pairs) == 8 and not any("hidden=16" in s for s in got[spec.name].pairs["stratum"])
+    flipped = _evaluate(_convex_runs(bgd_floor=1e-4, sgd_floor=1e-7), spec)[spec.name]
+    assert flipped.headline.verdict == stats.FAILS
 
 
 # --------------------------------------------------------------------------- the lecture preset

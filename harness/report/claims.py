@@ -44,6 +44,9 @@ KEY_COLUMNS = ("dataset", "dataset_params", "hidden", "activation", "dtype", "lo
                "lecture_stop", "patience", "time_budget", "seed")
 SECTION_LABELLED = set(SECTION_COLUMNS)     # already named by the run's family/section label
 TINY = 1e-300                               # log of a non-positive metric value: treated as this
+# derived per-epoch metric: the training loss's excess over the stored convex optimum (NaN without one),
+# floored where the optimum's own accuracy (LogisticRegression, tol 1e-10) can no longer tell them apart
+EXCESS_METRIC, EXCESS_FLOOR = "train_loss_excess", 1e-10
 VERDICT_RULE = (
     f"Each claim compares paired runs that differ only in what the claim is about (every other setting and "
     f"the seed are equal; each side at its own tuned learning rate). Per pair, the effect is the difference "
@@ -208,10 +211,22 @@ def _strata(table: pd.DataFrame, keys, column: str, plugin_params: str | None, s
 
 
 # --------------------------------------------------------------------------- curves
+def with_excess(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with the derived ``train_loss_excess`` = max(train_loss - reference_train_loss, EXCESS_FLOOR)."""
+    if "train_loss" not in rows.columns or "reference_train_loss" not in rows.columns or EXCESS_METRIC in rows:
+        return rows
+    loss = pd.to_numeric(rows["train_loss"], errors="coerce").to_numpy(float)
+    ref = pd.to_numeric(rows["reference_train_loss"], errors="coerce").to_numpy(float)
+    with np.errstate(invalid="ignore"):
+        excess = np.where(np.isfinite(ref), np.maximum(loss - ref, EXCESS_FLOOR), np.nan)
+    return rows.assign(**{EXCESS_METRIC: excess})
+
+
 class Curves:
     """Per-run curves (axis values and metrics by epoch), looked up by cell id."""
 
     def __init__(self, runs: pd.DataFrame, rows: pd.DataFrame):
+        rows = with_excess(rows)
         self.status = runs.set_index("cell_id")["status"].astype(str).to_dict()
         self.frames = {cid: g.sort_values("epoch") for cid, g in rows.groupby("cell_id")}
         self._cache: dict = {}

@@ -37,7 +37,7 @@ from harness.learning.runconfig import RunConfig
 from harness.learning.split import Split, load_split
 from harness.learning.stopping import Outcome, Stopper
 from harness.plugin.specs import resolve_params
-from harness.results.schema import RECORD_COLUMNS, SPLITS
+from harness.results.schema import RECORD_COLUMNS
 
 
 def same_but_lr(configs) -> bool:
@@ -118,10 +118,7 @@ class _Stack:
             trainer._validate(c)
         if split is None:
             split = _load_split(config, registry)
-        dtype = np.dtype(config.dtype)
-        parts = {part: (np.ascontiguousarray(getattr(split, f"X_{part}"), dtype=dtype),
-                        np.ascontiguousarray(getattr(split, f"y_{part}"), dtype=np.int64))
-                 for part in SPLITS}
+        parts = trainer.run_parts(split, config.dtype)
         X, y = parts["train"]
         n_classes = split.n_classes
         minority = metrics.minority_class(split.y_train, n_classes)

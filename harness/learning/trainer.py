@@ -137,6 +137,23 @@ class _BatchShift:
         return metrics.batch_shift(z, self.starts)
 
 
+def _own(values: np.ndarray, dtype) -> np.ndarray:
+    """C-contiguous, of ``dtype`` and writable (copied if not).
+
+    The split cache hands out read-only arrays, and numba types an array by its
+    writability too: a read-only input would need a second compiled kernel, and
+    that compilation would land inside the first epoch's clock.
+    """
+    out = np.ascontiguousarray(values, dtype=dtype)
+    return out if out.flags.writeable else out.copy()
+
+
+def run_parts(split: Split, dtype) -> dict:
+    """``{part: (X, y)}`` of a run: its own writable copies of the split's arrays in the run's dtype."""
+    return {part: (_own(getattr(split, f"X_{part}"), np.dtype(dtype)), _own(getattr(split, f"y_{part}"), np.int64))
+            for part in SPLITS}
+
+
 def _updates_per_epoch(optimizer, n: int, rng: np.random.Generator) -> int:
     """Count one epoch's batches on copies (for the 'step' schedule's default period)."""
     return sum(1 for _ in copy.deepcopy(optimizer).batches(n, copy.deepcopy(rng)))
@@ -216,10 +233,7 @@ def train(config: RunConfig, split: Optional[Split] = None, registry=None,
 
         split = load_split(config.dataset, seed=config.seed, registry=registry,
                            **dict(config.dataset_params))
-    dtype = np.dtype(config.dtype)
-    parts = {part: (np.ascontiguousarray(getattr(split, f"X_{part}"), dtype=dtype),
-                    np.ascontiguousarray(getattr(split, f"y_{part}"), dtype=np.int64))
-             for part in SPLITS}
+    parts = run_parts(split, config.dtype)
     X, y = parts["train"]
     n, n_classes = len(y), split.n_classes
 

@@ -75,7 +75,7 @@ def final_phase(df: pd.DataFrame) -> pd.DataFrame:
     return final if len(final) else df
 
 
-TABLE_OBJECTIVE = "val_loss"    # the tables' runs are those tuned for it (when the sweep tuned for it)
+TABLE_OBJECTIVE = "val_loss_best"    # the tables' runs are those tuned for it (when the sweep tuned for it)
 
 
 def run_tables(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -204,3 +204,21 @@ def test_planning_loads_both_kernels_so_no_epoch_pays_for_compilation():
         train_epoch(model, PlainGD("shuffled", 1 if kernel is kernels._sample_epoch else 4),
                     make_ce(y, 3), X, y, np.random.default_rng(0), make_schedule("constant", 0.1))
         assert kernel.signatures == signatures  # the real epoch reused the warmed-up specialisation
+
+
+def test_a_cached_read_only_split_trains_on_the_kernels_compiled_before_the_clock():
+    # the split cache hands out read-only arrays; numba types arrays by writability, so passing them to a
+    # kernel would compile a second signature inside the first epoch. A run takes writable copies instead.
+    from harness.learning.split import load_split
+    from harness.learning.trainer import run_parts
+
+    split = load_split("iris", seed=0, registry=load_registry())
+    assert not split.X_train.flags.writeable
+    parts = run_parts(split, "float64")
+    assert all(X.flags.writeable and y.flags.writeable for X, y in parts.values())
+    np.testing.assert_array_equal(parts["train"][0], split.X_train)
+    for optimizer in ("minibatch", "minibatch-bn", "sgd"):
+        train(RunConfig("iris", "ce", optimizer, lr=0.1, epochs=1, hidden=(4,)))
+    kernels_used = (kernels._batch_epoch, kernels._sample_epoch, kernels._bn_batch_epoch)
+    signatures = [sig for k in kernels_used for sig in k.signatures]
+    assert signatures and not any("readonly" in str(sig) for sig in signatures)

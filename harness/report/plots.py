@@ -119,10 +119,10 @@ def _margins(fig, nrows: int, ncols: int, **inches) -> None:
                         hspace=m["hspace"] / max(panel_h, 0.1))
 
 
-def _save(fig, path: Path, formats=()) -> Path:
+def _save(fig, path: Path, formats=(), metadata: dict | None = None) -> Path:
     """Write ``path`` and the same figure as each extra format (``svg``, ``pdf``) beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(path, dpi=DPI, metadata=metadata)
     for fmt in formats:
         if fmt != path.suffix.lstrip("."):
             fig.savefig(path.with_suffix(f".{fmt}"), dpi=DPI)
@@ -364,10 +364,82 @@ def performance_profiles(profiles: dict, colors: dict, path: Path, formats=()) -
     return _save(fig, path, formats)
 
 
+FIXED_TARGET_AXES = (("samples_seen", "samples seen"), ("train_seconds", "training seconds"))
+
+
+def fixed_target(pairs: pd.DataFrame, colors: dict, path: Path, title: str, formats=()) -> Path | None:
+    """ECDF of time to target: per section (row) and axis (column), the share of an optimizer's (run, target) pairs
+    reached within x. ``pairs`` is ``tables.fixed_target_times`` (the interpolation the interactive view uses too)."""
+    from harness.report.tables import ecdf
+
+    plt = _pyplot()
+    if pairs.empty or not np.isfinite(pairs[FIXED_TARGET_AXES[0][0]]).any():
+        return None
+    sections = sorted(pairs["section"].unique())
+    fig, axes = _figure(plt, len(sections), len(FIXED_TARGET_AXES), 4.3, 2.6)
+    for i, section in enumerate(sections):
+        spairs = pairs[pairs["section"] == section]
+        for j, (column, label) in enumerate(FIXED_TARGET_AXES):
+            ax = axes[i, j]
+            for method, m in spairs.groupby("method", sort=True):
+                x, y = ecdf(m[column], len(m))
+                x = x[x > 0] if len(x) else x
+                if not len(x):
+                    continue
+                y = y[-len(x):]
+                # start at zero just left of the first reach, end flat at the right edge (drawn below)
+                ax.step(np.r_[x[0], x], np.r_[0.0, y], where="post", color=colors.get(method, "k"), lw=1.6)
+            ax.set_xscale("log")
+            ax.autoscale_view()
+            _log(ax.xaxis)
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_xlabel(label)
+            ax.set_ylabel("share of (run, target) pairs")
+            ax.set_title(section)
+    fig.suptitle(title, fontsize=11)
+    _legend(fig, {m: c for m, c in colors.items() if (pairs["method"] == m).any()})
+    return _save(fig, path, formats)
+
+
+CD_LABEL = "{label} ({rank:.3g})"
+
+
+def critical_difference(ranks: pd.Series, matrix: pd.DataFrame, alpha: float, cd: float, heading: str, path: Path,
+                        formats=()) -> Path | None:
+    """A critical-difference diagram (Demsar 2006) drawn by scikit-posthocs.
+
+    ``ranks`` are the average ranks the page's table shows (method -> rank),
+    ``matrix`` the sections x methods values they came from: scikit-posthocs
+    computes the pairwise Nemenyi p-values from it and joins with a bar the
+    methods no pair of which differs at ``alpha``; ``cd`` is drawn as the
+    critical-difference segment. What was drawn (labels, heading, the methods
+    each bar joins) is stored in the PNG's ``Description``, so a test can
+    compare the picture with the table.
+    """
+    import scikit_posthocs as sp
+
+    plt = _pyplot()
+    if len(ranks) < 2 or matrix.shape[0] < 2:
+        return None
+    pvalues = sp.posthoc_nemenyi_friedman(matrix.to_numpy(dtype=float))
+    pvalues.index = pvalues.columns = list(matrix.columns)
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.3 * len(ranks)))
+    _margins(fig, 1, 1, left=0.3, right=0.3, top=0.75, bottom=0.2)
+    artists = sp.critical_difference_diagram(ranks, pvalues, ax=ax, alpha=alpha, cd=cd if np.isfinite(cd) else None,
+                                             label_fmt_left=CD_LABEL, label_fmt_right=CD_LABEL)
+    ax.set_title(heading, fontsize=9)
+    bars = []
+    for drawn in artists["crossbars"]:
+        xs = np.concatenate([np.asarray(line.get_xdata(), dtype=float) for line in drawn])
+        bars.append(sorted(str(m) for m, r in ranks.items() if xs.min() <= r <= xs.max()))
+    record = {"labels": [t.get_text() for t in artists["labels"]], "heading": heading, "bars": bars}
+    return _save(fig, path, formats, metadata={"Description": json.dumps(record)})
+
+
 # --------------------------------------------------------------------------- rendering in parallel
 PROCESSES = 2
 FUNCTIONS = {f.__name__: f for f in (convergence, suboptimality, lr_sensitivity, minority_recall, confusion,
-                                     performance_profiles)}
+                                     performance_profiles, fixed_target, critical_difference)}
 
 
 def _run(job: tuple) -> Path | None:

@@ -380,6 +380,8 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
     mark("family tables and interactive figures (static ones drawing meanwhile)")
     drawn = pool.results()
     mark("waiting for the static figures")
+    for kind, seconds in pool.cpu_seconds.items():
+        timings[f"cpu: figure {kind}"] = seconds
     plotly_js = interactive.write_assets(sweep_dir, specs)
     live = set(specs) if plotly_js else set()
 

@@ -47,6 +47,7 @@ def main() -> int:
     t0 = time.perf_counter()
     import matplotlib
     import pandas
+    import scikit_posthocs
 
     import harness
     from harness.report.build import build_report
@@ -65,6 +66,7 @@ def main() -> int:
         results = None
     print(f"# harness report benchmark, {time.strftime('%Y-%m-%d %H:%M')}")
     print(f"python {platform.python_version()}, pandas {pandas.__version__}, matplotlib {matplotlib.__version__}, "
+          f"scikit-posthocs {scikit_posthocs.__version__}, "
           f"harness {getattr(harness, '__version__', '?')}; {platform.machine()}, {os.cpu_count()} cores")
     print(f"sweep: {'synthetic (tests/report_sample.py)' if source is None else source}; figure formats: {args.format}")
     print(f"imports: {import_seconds:.2f} s")
@@ -86,10 +88,13 @@ def main() -> int:
                              timings=timings)
                 wall, cpu = time.perf_counter() - wall0, _cpu() - cpu0
                 size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and "results" not in p.parts)
-            phases = ", ".join(f"{k} {v:.2f}" for k, v in timings.items())
+            phases = ", ".join(f"{k} {v:.2f}" for k, v in timings.items() if not k.startswith("cpu: "))
+            figures = ", ".join(f"{k[len('cpu: figure '):]} {v:.2f}" for k, v in timings.items()
+                                if k.startswith("cpu: figure "))
             print(f"processes {processes}, run {rep + 1}: wall {wall:.2f} s, cpu {cpu:.2f} s "
                   f"(report files {size / 1e6:.1f} MB); load before: {load_before}")
-            print(f"  phases (s): {phases}")
+            print(f"  phases, wall (s): {phases}")
+            print(f"  figures by kind, cpu (s, in the workers): {figures}")
     print(f"load after: {_load()}")
     return 0
 

@@ -27,10 +27,20 @@ FIGURE_FORMATS = ("png", "svg", "pdf")
 # the per-epoch columns the static loss figures read (pickled to the figure workers)
 PLOT_ROW_COLUMNS = ("cell_id", "epoch", "status", "section", "method", "samples_seen", "train_seconds",
                     "train_loss", "test_loss", "reference_train_loss")
-FIXED_TARGET_CAPTION = ("Fixed-target view: the share of an optimizer's final runs (all sections and seeds) that "
-                        "reached their section's target loss within x epochs, samples seen or training seconds "
-                        "(switch above); each step is one run, hover names it. Interactive only: the numbers are "
-                        "the 'to target' columns of tables/summary.csv.")
+FIXED_TARGET_CAPTION = ("Fixed-target view: per section, the share of an optimizer's (final run, target) pairs "
+                        "that reached the target within x samples seen or training seconds, for five targets per "
+                        "section (50% to 99% of the best loss reduction, rule above); the time to a target is "
+                        "interpolated between the epoch records around the crossing. Interactive: a switch adds "
+                        "epochs; hover names the run and target.")
+
+
+def _cd_caption(diagram: dict) -> str:
+    return (f"Critical-difference diagram by {diagram['label']} (Demsar 2006, drawn with scikit-posthocs): each "
+            f"method at its average rank over the sections (1 = best; the numbers are the table's). Friedman test "
+            f"over the sections, then Nemenyi's pairwise test at alpha {diagram['alpha']:g}: a horizontal bar joins "
+            f"methods whose ranks do not differ significantly (their difference is below the critical difference).")
+
+
 VERDICT_CSS = {stats.HOLDS: "holds", stats.FAILS: "fails", stats.INCONCLUSIVE: "inconclusive"}
 
 
@@ -167,9 +177,12 @@ def _claim_context(found, tab_dir: Path) -> list[dict]:
     return out
 
 
-def _rank_tables(final_runs: pd.DataFrame, tab_dir: Path) -> tuple[list, list]:
-    """Average ranks over the sections with Friedman's test and the Nemenyi critical difference, per metric."""
-    out, notes = [], []
+def _rank_tables(final_runs: pd.DataFrame, tab_dir: Path) -> tuple[list, list, list]:
+    """Average ranks over the sections with Friedman's test and the Nemenyi critical difference, per metric.
+
+    Also returns, per metric ranked, what its critical-difference diagram draws (the same ranks and heading).
+    """
+    out, notes, diagrams = [], [], []
     for metric, label in tables.RANK_METRICS:
         matrix = tables.rank_matrix(final_runs, metric)
         if matrix.shape[0] < 2 or matrix.shape[1] < 2:
@@ -183,7 +196,12 @@ def _rank_tables(final_runs: pd.DataFrame, tab_dir: Path) -> tuple[list, list]:
         title = (f"Average rank by {label} over {matrix.shape[0]} sections: Friedman chi2 {tables.fmt(chi2, 3)}, "
                  f"p {tables.fmt(p, 3)}; Nemenyi critical difference {tables.fmt(cd, 3)}")
         out.append(html.table(ranks, title, c, m, digits=3))
-    return out, notes
+        if matrix.shape[1] >= 3:   # the Friedman test and the diagram need three methods or more
+            diagrams.append({"metric": metric, "label": label, "ranks": ranks.set_index("method")["average rank"],
+                             "matrix": matrix, "alpha": stats.ALPHA, "cd": cd,
+                             "heading": (f"By {label}, {matrix.shape[0]} sections: Friedman p {tables.fmt(p, 3)}, "
+                                         f"Nemenyi CD {tables.fmt(cd, 3)} at alpha {stats.ALPHA:g}")})
+    return out, notes, diagrams
 
 
 def _figure(path: Path | None, sweep_dir: Path, alt: str, caption: str) -> dict | None:
@@ -243,8 +261,9 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
 
     mark("read")
     # --- tables
-    numeric, targets = tables.summary(final_runs, rows)
+    targets = tables.section_targets(final_runs)
     reach = tables.time_to_target(rows, final_runs, targets)
+    numeric, targets = tables.summary(final_runs, rows, targets, reach)
     csv, md = _write_table(numeric, tab_dir, "summary",
                            "\n\n".join(f"### {s}\n\n" + tables.to_markdown(tables.formatted(g))
                                        for s, g in numeric.groupby("section", sort=True)))
@@ -259,10 +278,18 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
         if len(rank):
             c, m = _write_table(rank, tab_dir, f"ranking-{measure}")
             ranking_tables.append(html.table(rank, f"Ranking by {label} to target", c, m, digits=3))
-    rank_tables, rank_notes = _rank_tables(final_runs, tab_dir)
+    rank_tables, rank_notes, diagrams = _rank_tables(final_runs, tab_dir)
     pool = plots.FigurePool(processes)   # draws each figure as soon as it is submitted, beside the rest
     pool.submit("performance-profile", "performance_profiles",
                 {"profiles": ratios, "colors": colors, "path": fig_dir / "performance-profile.png", "formats": formats})
+    for d in diagrams:
+        pool.submit(f"critical-difference-{d['metric']}", "critical_difference",
+                    {"ranks": d["ranks"], "matrix": d["matrix"], "alpha": d["alpha"], "cd": d["cd"], "heading": d["heading"],
+                     "path": fig_dir / f"critical-difference-{d['metric']}.png", "formats": formats})
+    pairs = tables.fixed_target_times(rows, final_runs, targets)
+    pool.submit("fixed-target", "fixed_target",
+                {"pairs": pairs, "colors": colors, "path": fig_dir / "fixed-target.png", "formats": formats,
+                 "title": "Fixed-target view: (run, target) pairs reached"})
     ranking = {"tables": ranking_tables, "ranks": rank_tables, "rank_notes": rank_notes,
                "figure": {"alt": "performance profiles",
                           "caption": "Share of dataset/loss sections (y) in which an optimizer reached the target "
@@ -347,12 +374,14 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
     spec = interactive.performance_profiles(ratios, colors, profile.tau_max)
     if spec is not None:
         specs["performance-profile"] = spec
-    spec = interactive.fixed_target(final_runs, reach, colors)
+    spec = interactive.fixed_target(pairs, final_runs, colors)
     if spec is not None:
         specs["fixed-target"] = spec
     mark("family tables and interactive figures (static ones drawing meanwhile)")
     drawn = pool.results()
     mark("waiting for the static figures")
+    for kind, seconds in pool.cpu_seconds.items():
+        timings[f"cpu: figure {kind}"] = seconds
     plotly_js = interactive.write_assets(sweep_dir, specs)
     live = set(specs) if plotly_js else set()
 
@@ -365,7 +394,11 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
 
     ranking["figure"] = shown("performance-profile", drawn.get("performance-profile"), ranking["figure"]["alt"],
                               ranking["figure"]["caption"])
-    ranking["fixed_target"] = shown("fixed-target", None, "fixed-target view", FIXED_TARGET_CAPTION)
+    ranking["fixed_target"] = shown("fixed-target", drawn.get("fixed-target"), "fixed-target view",
+                                    FIXED_TARGET_CAPTION)
+    ranking["critical_difference"] = [
+        f for f in (_figure(drawn.get(f"critical-difference-{d['metric']}"), sweep_dir,
+                            f"critical-difference diagram by {d['label']}", _cd_caption(d)) for d in diagrams) if f]
     for fam in families:
         fam["figures"] = [f for f in (shown(f["key"], drawn[f["key"]], f["alt"], f["caption"])
                                       for f in fam["figures"]) if f]
@@ -379,7 +412,7 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
 
     status_counts = all_runs["status"].value_counts()
     name = manifest.get("sweep") or sweep_dir.name
-    rules = [tables.TARGET_RULE, profile.PROFILE_RULE, tables.RANK_RULE, claims_mod.VERDICT_RULE,
+    rules = [tables.TARGET_RULE, profile.PROFILE_RULE, tables.FIXED_TARGET_RULE, tables.RANK_RULE, claims_mod.VERDICT_RULE,
              "Tables: mean ± standard deviation over seeds of the final phase (the learning rate chosen on "
              "the validation split), read at each run's last epoch; diverged runs are counted, not averaged; "
              "'failed' counts errored and skipped runs. Minority class = the class with the fewest training samples.",

@@ -258,38 +258,49 @@ def performance_profiles(profiles: dict, colors: dict, tau_max_of) -> dict | Non
     return {"data": data, "layout": layout}
 
 
-def fixed_target(final_runs: pd.DataFrame, reach: pd.DataFrame, colors: dict) -> dict | None:
-    """Fixed-target view (IOHanalyzer's ECDF): share of an optimizer's final runs that reached their
-    section's target within x epochs, samples or seconds; each point is one run reaching it."""
-    data = final_runs.join(reach.add_suffix("_to_target"), on="cell_id")
-    if not data["reached_to_target"].fillna(False).astype(bool).any():
+def fixed_target(pairs: pd.DataFrame, final_runs: pd.DataFrame, colors: dict) -> dict | None:
+    """Fixed-target view (IOHanalyzer's ECDF of time to target), one panel per section: the share of an
+    optimizer's (run, target) pairs reached within x samples, seconds or epochs; each step is one pair.
+
+    ``pairs`` is ``tables.fixed_target_times``: the static figure reads the same interpolated crossings.
+    """
+    from harness.report.tables import ecdf
+
+    if pairs.empty or not np.isfinite(pairs["epoch"]).any():
         return None
-    traces, per_column = [], {}
-    for column, _label in X_CHOICES:
-        per_column[column] = []
-        for method, m in data.groupby("method", sort=True):
-            hit = m[m["reached_to_target"].fillna(False).astype(bool)]
-            order = np.argsort(hit[f"{column}_to_target"].to_numpy(dtype=float), kind="stable")
-            hit = hit.iloc[order]
-            share = np.arange(1, len(hit) + 1) / max(len(m), 1)
-            per_column[column].append((method, hit, hit[f"{column}_to_target"], share))
-    for method, hit, at, share in per_column[X_CHOICES[0][0]]:
-        traces.append({"type": "scatter", "mode": "lines+markers", "line": {"shape": "hv", "width": 2,
-                                                                             "color": colors.get(method, "#444")},
-                       "marker": {"size": 5}, "name": esc(method), "legendgroup": esc(method),
-                       "x": _values(at), "y": _values(share),
-                       "text": _run_texts(hit),
-                       "hovertemplate": "%{text}<br>reached the target at %{x:.4g}: %{y:.0%} of its runs"
-                                        "<extra></extra>"})
-    layout = _axes_layout(["share of final runs that reached the target"], X_CHOICES[0][1],
-                          "share of runs", False, False, "Fixed-target view: runs reaching their section's target")
+    sections = sorted(pairs["section"].unique())
+    info = final_runs.set_index("cell_id")[["method", "section", "lr", "seed"]]
+    choices = (("samples_seen", "samples seen"), ("train_seconds", "training seconds"), ("epoch", "epochs"))
+    traces, per_column, shown = [], {column: [] for column, _ in choices}, set()
+    for i, section in enumerate(sections):
+        xa, ya = _axis_ref(i)
+        for method, m in pairs[pairs["section"] == section].groupby("method", sort=True):
+            for column, _label in choices:
+                hit = m[np.isfinite(m[column].to_numpy(dtype=float))]
+                hit = hit.iloc[np.argsort(hit[column].to_numpy(dtype=float), kind="stable")]
+                x, share = ecdf(hit[column], len(m))
+                texts = _run_texts(info.loc[hit["cell_id"]].reset_index(),
+                                   [f"target {s:.0%} of the best reduction (loss {t:.4g})"
+                                    for s, t in zip(hit["share"], hit["target_loss"])])
+                per_column[column].append((x, share, texts))
+            x, share, texts = per_column[choices[0][0]][-1]
+            traces.append({"type": "scatter", "mode": "lines", "line": {"shape": "hv", "width": 2,
+                                                                        "color": colors.get(method, "#444")},
+                           "xaxis": xa, "yaxis": ya, "name": esc(method), "legendgroup": esc(method),
+                           "showlegend": method not in shown, "x": _values(x), "y": _values(share), "text": texts,
+                           "hovertemplate": "%{text}<br>reached at %{x:.4g}: %{y:.0%} of the pairs<extra></extra>"})
+            shown.add(method)
+    layout = _axes_layout(sections, choices[0][1], "share of (run, target) pairs", True, False,
+                          "Fixed-target view: (run, target) pairs reached")
+    names = ["" if i == 0 else str(i + 1) for i in range(len(sections))]
     menu = [{"label": label, "method": "update",
-             "args": [{"x": [_values(at) for _m, _h, at, _s in per_column[column]],
-                       "y": [_values(s) for _m, _h, _a, s in per_column[column]],
-                       "text": [_run_texts(h) for _m, h, _a, _s in per_column[column]]},
-                      {"xaxis.title.text": label, "xaxis.autorange": True}]}
-            for column, label in X_CHOICES]
-    _scale_menus(layout, 1, menu)
+             "args": [{"x": [_values(x) for x, _s, _t in per_column[column]],
+                       "y": [_values(s) for _x, s, _t in per_column[column]],
+                       "text": [t for _x, _s, t in per_column[column]]},
+                      {**{f"xaxis{n}.title.text": label for n in names},
+                       **{f"xaxis{n}.autorange": True for n in names}}]}
+             for column, label in choices]
+    _scale_menus(layout, len(sections), menu)
     return {"data": traces, "layout": layout}
 
 

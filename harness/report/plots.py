@@ -10,6 +10,7 @@ Every function writes one figure (``path``, plus the same name in each of
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ def _pyplot():
 
     plt.rcParams.update({"font.size": 9, "axes.titlesize": 9, "axes.grid": True, "grid.alpha": 0.3,
                          "legend.fontsize": 8, "figure.dpi": DPI,
+                         "axes.titley": 1.0, "axes.titlepad": 4.0,   # a fixed title place: no measuring per panel
                          "text.parse_math": False})  # plugin names may contain "$"
     return plt
 
@@ -92,9 +94,16 @@ def _log(axis) -> None:
 
     lo, hi = sorted(axis.get_view_interval())
     wide = lo > 0 and np.log10(hi / lo) > 2.2
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0), numticks=8))
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0), numticks=6))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_locator(NullLocator())   # minor log ticks cost more to place than they help to read
+
+
+def _linear(axis) -> None:
+    """At most five major ticks on a linear axis: each tick is four artists to place and draw."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(nbins=5))
 
 
 # fixed margins in inches (left, right, top, bottom incl. the legend row, gaps): a layout engine
@@ -119,15 +128,26 @@ def _margins(fig, nrows: int, ncols: int, **inches) -> None:
                         hspace=m["hspace"] / max(panel_h, 0.1))
 
 
-def _save(fig, path: Path, formats=()) -> Path:
+def _save(fig, path: Path, formats=(), metadata: dict | None = None) -> Path:
     """Write ``path`` and the same figure as each extra format (``svg``, ``pdf``) beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(path, dpi=DPI, metadata=metadata)
     for fmt in formats:
         if fmt != path.suffix.lstrip("."):
             fig.savefig(path.with_suffix(f".{fmt}"), dpi=DPI)
     _pyplot().close(fig)
     return path
+
+
+def _collections(ax, lines: list, line_colors: list, bands: list, band_colors: list) -> None:
+    """Every mean curve of a panel as one LineCollection and every band as one PolyCollection (two artists, not 2 per method)."""
+    from matplotlib.collections import LineCollection, PolyCollection
+
+    if bands:
+        ax.add_collection(PolyCollection(bands, facecolors=band_colors, alpha=0.18, linewidths=0))
+    if lines:
+        ax.add_collection(LineCollection(lines, colors=line_colors, linewidths=1.6))
+    ax.autoscale_view()
 
 
 def convergence(rows: pd.DataFrame, sections: list, colors: dict, metric: str, path: Path,
@@ -149,7 +169,7 @@ def convergence(rows: pd.DataFrame, sections: list, colors: dict, metric: str, p
             srows = transform(srows)
         for j, (x, xlabel, logx) in enumerate(X_AXES):
             ax = axes[i, j]
-            drawn = []
+            drawn, lines, line_colors, bands, band_colors = [], [], [], [], []
             for method, mrows in srows.groupby("method", sort=True):
                 band = mean_band(mrows, x, metric)
                 if logx:
@@ -157,10 +177,15 @@ def convergence(rows: pd.DataFrame, sections: list, colors: dict, metric: str, p
                 if band.empty:
                     continue
                 c = colors.get(method, "k")
-                ax.plot(band["x"], band["mean"], color=c, lw=1.6)
+                xs = band["x"].to_numpy(float)
+                lines.append(np.column_stack([xs, band["mean"].to_numpy(float)]))
+                line_colors.append(c)
                 if (band["n"] > 1).any():
-                    ax.fill_between(band["x"], band["low"], band["high"], color=c, alpha=0.18, lw=0)
+                    bands.append(np.concatenate([np.column_stack([xs, band["low"].to_numpy(float)]),
+                                                 np.column_stack([xs[::-1], band["high"].to_numpy(float)[::-1]])]))
+                    band_colors.append(c)
                 drawn.append(band)
+            _collections(ax, lines, line_colors, bands, band_colors)
             limits = _loss_limits(drawn)
             if limits:
                 ax.set_yscale("log")
@@ -170,6 +195,8 @@ def convergence(rows: pd.DataFrame, sections: list, colors: dict, metric: str, p
                 ax.set_xscale("log")
                 ax.autoscale_view()
                 _log(ax.xaxis)
+            else:
+                _linear(ax.xaxis)
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel or metric.replace("_", " "))
             ax.set_title(section)
@@ -220,7 +247,7 @@ def lr_sensitivity(tune_runs: pd.DataFrame, chosen: pd.DataFrame, sections: list
             ok = m[(m["status"] != "diverged") & np.isfinite(m["val_loss"])]
             agg = ok.groupby("lr")["val_loss"].agg(["mean", "min", "max"]).sort_index()
             if not agg.empty:
-                ax.plot(agg.index, agg["mean"], "o-", color=c, ms=3.5, lw=1.4)
+                ax.plot(agg.index, agg["mean"], "-", color=c, lw=1.4)
                 ax.vlines(agg.index, agg["min"], agg["max"], color=c, lw=1)
             bad = m[(m["status"] == "diverged") | ~np.isfinite(m["val_loss"])]
             bad = bad[bad["status"].isin(("diverged", "done", "stopped"))]
@@ -364,15 +391,91 @@ def performance_profiles(profiles: dict, colors: dict, path: Path, formats=()) -
     return _save(fig, path, formats)
 
 
+FIXED_TARGET_AXES = (("samples_seen", "samples seen"), ("train_seconds", "training seconds"))
+
+
+def fixed_target(pairs: pd.DataFrame, colors: dict, path: Path, title: str, formats=()) -> Path | None:
+    """ECDF of time to target: per section (row) and axis (column), the share of an optimizer's (run, target) pairs
+    reached within x. ``pairs`` is ``tables.fixed_target_times`` (the interpolation the interactive view uses too)."""
+    from harness.report.tables import ecdf
+
+    plt = _pyplot()
+    if pairs.empty or not np.isfinite(pairs[FIXED_TARGET_AXES[0][0]]).any():
+        return None
+    sections = sorted(pairs["section"].unique())
+    fig, axes = _figure(plt, len(sections), len(FIXED_TARGET_AXES), 4.3, 2.6)
+    for i, section in enumerate(sections):
+        spairs = pairs[pairs["section"] == section]
+        for j, (column, label) in enumerate(FIXED_TARGET_AXES):
+            ax = axes[i, j]
+            for method, m in spairs.groupby("method", sort=True):
+                x, y = ecdf(m[column], len(m))
+                x = x[x > 0] if len(x) else x
+                if not len(x):
+                    continue
+                y = y[-len(x):]
+                # start at zero just left of the first reach, end flat at the right edge (drawn below)
+                ax.step(np.r_[x[0], x], np.r_[0.0, y], where="post", color=colors.get(method, "k"), lw=1.6)
+            ax.set_xscale("log")
+            ax.autoscale_view()
+            _log(ax.xaxis)
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_yticks([0.0, 0.25, 0.5, 0.75, 1.0])
+            ax.set_xlabel(label)
+            ax.set_ylabel("share of (run, target) pairs")
+            ax.set_title(section)
+    fig.suptitle(title, fontsize=11)
+    _legend(fig, {m: c for m, c in colors.items() if (pairs["method"] == m).any()})
+    return _save(fig, path, formats)
+
+
+CD_LABEL = "{label} ({rank:.3g})"
+
+
+def critical_difference(ranks: pd.Series, matrix: pd.DataFrame, alpha: float, cd: float, heading: str, path: Path,
+                        formats=()) -> Path | None:
+    """A critical-difference diagram (Demsar 2006) drawn by scikit-posthocs.
+
+    ``ranks`` are the average ranks the page's table shows (method -> rank),
+    ``matrix`` the sections x methods values they came from: scikit-posthocs
+    computes the pairwise Nemenyi p-values from it and joins with a bar the
+    methods no pair of which differs at ``alpha``; ``cd`` is drawn as the
+    critical-difference segment. What was drawn (labels, heading, the methods
+    each bar joins) is stored in the PNG's ``Description``, so a test can
+    compare the picture with the table.
+    """
+    import scikit_posthocs as sp
+
+    plt = _pyplot()
+    if len(ranks) < 2 or matrix.shape[0] < 2:
+        return None
+    pvalues = sp.posthoc_nemenyi_friedman(matrix.to_numpy(dtype=float))
+    pvalues.index = pvalues.columns = list(matrix.columns)
+    fig, ax = plt.subplots(figsize=(8.5, 1.6 + 0.3 * len(ranks)))
+    _margins(fig, 1, 1, left=1.9, right=1.9, top=1.0, bottom=0.15)   # the labels sit outside the axes
+    artists = sp.critical_difference_diagram(ranks, pvalues, ax=ax, alpha=alpha, cd=cd if np.isfinite(cd) else None,
+                                             label_fmt_left=CD_LABEL, label_fmt_right=CD_LABEL)
+    ax.set_title(heading, fontsize=9, pad=24)   # above the rank ticks and the CD segment
+    bars = []
+    for drawn in artists["crossbars"]:
+        xs = np.concatenate([np.asarray(line.get_xdata(), dtype=float) for line in drawn])
+        bars.append(sorted(str(m) for m, r in ranks.items() if xs.min() <= r <= xs.max()))
+    record = {"labels": [t.get_text() for t in artists["labels"]], "heading": heading, "bars": bars}
+    return _save(fig, path, formats, metadata={"Description": json.dumps(record)})
+
+
 # --------------------------------------------------------------------------- rendering in parallel
 PROCESSES = 2
 FUNCTIONS = {f.__name__: f for f in (convergence, suboptimality, lr_sensitivity, minority_recall, confusion,
-                                     performance_profiles)}
+                                     performance_profiles, fixed_target, critical_difference)}
 
 
-def _run(job: tuple) -> Path | None:
+def _run(job: tuple) -> tuple[Path | None, float]:
+    """Draw one figure; returns its path and the CPU seconds it took (the benchmark prints them per kind)."""
     name, kwargs = job
-    return FUNCTIONS[name](**kwargs)
+    start = time.process_time()
+    path = FUNCTIONS[name](**kwargs)
+    return path, time.process_time() - start
 
 
 class FigurePool:
@@ -386,6 +489,7 @@ class FigurePool:
 
     def __init__(self, processes: int = PROCESSES):
         self.processes, self.jobs, self.futures, self.pool = processes, {}, {}, None
+        self.cpu_seconds = {}
 
     def submit(self, key: str, function: str, kwargs: dict) -> None:
         self.jobs[key] = (function, kwargs)
@@ -401,12 +505,20 @@ class FigurePool:
             self.futures[key] = self.pool.submit(_run, self.jobs[key])
 
     def results(self) -> dict:
-        """``{key: path or None}`` for every submitted figure, once all are drawn."""
+        """``{key: path or None}`` for every submitted figure, once all are drawn.
+
+        ``cpu_seconds`` then holds the CPU seconds spent per figure kind (function name).
+        """
         try:
-            return {key: self.futures[key].result() if key in self.futures else _run(job)
-                    for key, job in self.jobs.items()}
+            drawn = {key: self.futures[key].result() if key in self.futures else _run(job)
+                     for key, job in self.jobs.items()}
         finally:
             self.close()
+        self.cpu_seconds = {}
+        for key, (path, seconds) in drawn.items():
+            kind = self.jobs[key][0]
+            self.cpu_seconds[kind] = self.cpu_seconds.get(kind, 0.0) + seconds
+        return {key: path for key, (path, _seconds) in drawn.items()}
 
     def close(self) -> None:
         if self.pool is not None:

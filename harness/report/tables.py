@@ -49,33 +49,90 @@ def section_targets(final_runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["section", "initial_loss", "best_loss", "best_method", "target_loss"])
 
 
-def time_to_target(rows: pd.DataFrame, final_runs: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
-    """Per run: the epoch, samples seen and seconds at which it first reached its section's target.
+def first_reach(loss: np.ndarray, axes: dict, target: float) -> dict | None:
+    """Where a run's loss first falls to ``target``, on each axis (``{name: values per record}``); None if never.
 
-    Between the last record above the target and the first at or below it, the
-    crossing is interpolated linearly in the loss (records are per epoch, so
-    without it every run would reach the target on a whole epoch).
+    The one interpolation the summary table, the fixed-target figure and its
+    interactive twin share: between the last record above the target and the
+    first at or below it, each axis moves linearly with the loss (records are
+    per epoch, so without it every run would reach a target on a whole epoch).
+    A run at or below the target at its first record reaches it there.
     """
-    target_of = targets.set_index("section")["target_loss"]
+    hit = np.flatnonzero(loss <= target)
+    if not hit.size:
+        return None
+    i = int(hit[0])
+    share = 0.0 if i == 0 else (loss[i - 1] - target) / (loss[i - 1] - loss[i])
+    return {name: _between(values, i, share) for name, values in axes.items()}
+
+
+def _finite_runs(rows: pd.DataFrame, final_runs: pd.DataFrame):
+    """(cell_id, section, losses, {axis: values}) per final run: its finite-loss records in epoch order."""
     section_of = final_runs.set_index("cell_id")["section"]
-    data = rows[["cell_id", "epoch", "samples_seen", "train_seconds", "train_loss"]].copy()
-    data["target"] = data["cell_id"].map(section_of).map(target_of)
-    data = data[np.isfinite(data["train_loss"])].sort_values(["cell_id", "epoch"], kind="stable")
-    found = {}
+    data = rows[["cell_id", "epoch", "samples_seen", "train_seconds", "train_loss"]]
+    data = data[np.isfinite(data["train_loss"]) & data["cell_id"].isin(section_of.index)]
+    data = data.sort_values(["cell_id", "epoch"], kind="stable")
     for cid, run in data.groupby("cell_id", sort=False):
-        loss, target = run["train_loss"].to_numpy(float), float(run["target"].iloc[0])
-        hit = np.flatnonzero(loss <= target)
-        if not hit.size:
-            continue
-        i = int(hit[0])
-        share = 0.0 if i == 0 else (loss[i - 1] - target) / (loss[i - 1] - loss[i])
-        found[cid] = {col: _between(run[col].to_numpy(float), i, share) for col, _ in TO_TARGET}
+        yield (cid, section_of[cid], run["train_loss"].to_numpy(float),
+               {col: run[col].to_numpy(float) for col, _ in TO_TARGET})
+
+
+def time_to_target(rows: pd.DataFrame, final_runs: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
+    """Per run: the epoch, samples seen and seconds at which it first reached its section's target (``first_reach``)."""
+    target_of = targets.set_index("section")["target_loss"]
+    found = {}
+    for cid, section, loss, axes in _finite_runs(rows, final_runs):
+        at = first_reach(loss, axes, float(target_of.get(section, np.nan)))
+        if at is not None:
+            found[cid] = at
     first = pd.DataFrame.from_dict(found, orient="index", columns=[c for c, _ in TO_TARGET])
     out = pd.DataFrame(index=final_runs["cell_id"])
     for col, _ in TO_TARGET:
         out[col] = first[col].reindex(out.index) if len(first) else np.nan
     out["reached"] = out["epoch"].notna()
     return out
+
+
+# the fixed-target view's targets: these shares of a section's best reduction L0 - L* (0.9 is the table's target)
+FIXED_TARGET_SHARES = (0.5, 0.75, 0.9, 0.95, 0.99)
+FIXED_TARGET_RULE = (
+    "Fixed-target view (as IOHanalyzer and AlgoPerf show it): each section gets five target losses, "
+    "L0 - s (L0 - L*) for s = 50%, 75%, 90%, 95% and 99% of the best reduction (L0 and L* as for the "
+    "table's target, which is the 90% one). For every (final run, target) pair, the samples seen and training "
+    "seconds at which the run first reaches the target are interpolated linearly between the epoch records "
+    "around the crossing; an optimizer's curve is the share of its (run, target) pairs reached within x "
+    "(an ECDF of time to target; pairs never reached keep it below 1)."
+)
+
+
+def fixed_target_times(rows: pd.DataFrame, final_runs: pd.DataFrame, targets: pd.DataFrame,
+                       shares=FIXED_TARGET_SHARES) -> pd.DataFrame:
+    """One row per (final run, target): section, method, share, target loss and where it was reached (NaN: never)."""
+    frame = targets.set_index("section")
+    method_of = final_runs.set_index("cell_id")["method"]
+    never = {col: np.nan for col, _ in TO_TARGET}
+    records, seen = [], set()
+    for cid, section, loss, axes in _finite_runs(rows, final_runs):
+        seen.add(cid)
+        initial, best = frame["initial_loss"].get(section, np.nan), frame["best_loss"].get(section, np.nan)
+        for share in shares:
+            target = float(initial - share * (initial - best))
+            at = first_reach(loss, axes, target) if np.isfinite(target) else None
+            records.append({"cell_id": cid, "section": section, "method": method_of[cid], "share": share,
+                            "target_loss": target, **(at or never)})
+    for cid, section, method in final_runs[["cell_id", "section", "method"]].itertuples(index=False):
+        if cid not in seen:   # no finite record at all (failed before its first record): never reached
+            records.extend({"cell_id": cid, "section": section, "method": method, "share": share,
+                            "target_loss": np.nan, **never} for share in shares)
+    columns = ["cell_id", "section", "method", "share", "target_loss"] + [c for c, _ in TO_TARGET]
+    return pd.DataFrame(records, columns=columns)
+
+
+def ecdf(times, total: int) -> tuple[np.ndarray, np.ndarray]:
+    """Step points (x, share) of the ECDF of ``times`` over ``total`` pairs; NaN and inf count as never reached."""
+    t = np.sort(np.asarray(times, dtype=float))
+    t = t[np.isfinite(t)]
+    return t, np.arange(1, len(t) + 1) / max(int(total), 1)
 
 
 def _between(values: np.ndarray, i: int, share: float) -> float:
@@ -93,15 +150,17 @@ def _mean_std(values: pd.Series) -> tuple[float, float]:
     return float(values.mean()), float(values.std(ddof=0)) if len(values) > 1 else 0.0
 
 
-def summary(final_runs: pd.DataFrame, rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def summary(final_runs: pd.DataFrame, rows: pd.DataFrame, targets: pd.DataFrame | None = None,
+            reach: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The numeric summary (one row per section and method) and the section targets.
 
     Means and standard deviations (population, over seeds) use runs that ended
     ``done`` or ``stopped``; diverged runs are counted, not averaged; failed
-    counts ``error`` and ``skipped`` runs.
+    counts ``error`` and ``skipped`` runs. ``targets`` and ``reach``
+    (``section_targets``, ``time_to_target``) are computed when not given.
     """
-    targets = section_targets(final_runs)
-    reach = time_to_target(rows, final_runs, targets)
+    targets = section_targets(final_runs) if targets is None else targets
+    reach = time_to_target(rows, final_runs, targets) if reach is None else reach
     target_of = targets.set_index("section")["target_loss"]
     records = []
     for (section, method), group in final_runs.groupby(["section", "method"], sort=True):

@@ -167,3 +167,17 @@ def test_rank_matrix_counts_divergence_as_worst_and_keeps_complete_sections():
     assert list(matrix.index) == ["s1"]                          # s2 has no usable b run
     assert matrix.loc["s1", "a"] == pytest.approx(0.3) and matrix.loc["s1", "b"] == np.inf   # half diverged
     assert stats.average_ranks(matrix.to_numpy()).tolist() == [1.0, 2.0]
+
+
+def test_holm_decides_even_below_the_pairs_the_smallest_threshold_needs():
+    # 8 agreeing pairs: p = 2 * 0.5**8 = 0.0078 > 0.05 / 8, so 9 pairs would be needed at Holm's first step;
+    # ranked after four claims with tiny p, its adjusted p is 4 * 0.0078 = 0.031 <= 0.05: it holds
+    ev = stats.evidence(np.full(8, 0.5), tie=0.01, resamples=0)
+    assert stats.min_pairs(stats.ALPHA, 8) == 9
+    p_adj = stats.holm_within(ev.p, [1e-9] * 4 + [0.5] * 3)
+    assert p_adj == pytest.approx(4 * 2 * 0.5 ** 8)
+    assert stats.decide(ev, p_adj, stats.ALPHA, 8, {})[0] == stats.HOLDS
+    # alone at the first step it cannot reach alpha / 8: then the reason is the pairs it lacks
+    first = stats.holm_within(ev.p, [0.5] * 7)
+    verdict, reason = stats.decide(ev, first, stats.ALPHA, 8, {})
+    assert verdict == stats.INCONCLUSIVE and reason.startswith("too few pairs") and "at least 9" in reason

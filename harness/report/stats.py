@@ -188,7 +188,10 @@ def _decide(ev: Evidence, p_adj: float, alpha: float, m: int, sections: dict) ->
                               f"contradicted on {', '.join(con)}")
     needed = min_pairs(alpha, m)
     counted = f"{ev.support} of {ev.untied} untied pairs support it"
-    if ev.untied < needed:
+    # the Holm-adjusted p decides; "too few pairs" explains a p that could not have reached alpha. (A
+    # claim ranked after others in Holm's step-down can be significant with fewer pairs than `needed`,
+    # which is the count for the smallest threshold alpha/m.)
+    if p_adj > alpha and ev.untied < needed:
         return INCONCLUSIVE, (f"too few pairs: {ev.untied} untied ({ev.ties} ties), at least {needed} are needed "
                               f"to reach alpha {alpha:g} after Holm over {m} claim(s)")
     if p_adj > alpha:

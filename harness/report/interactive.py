@@ -26,6 +26,9 @@ PLOTLY_JS = "plotly.min.js"
 DATA_JS = "figures/interactive.js"
 X_CHOICES = (("epoch", "epochs"), ("samples_seen", "samples seen"), ("train_seconds", "training seconds"))
 COLUMNS = 3
+RUN_COLUMNS = ("section", "method", "lr", "seed", "status", "val_loss")   # what the per-run figures read
+CONVERGENCE_COLUMNS = ("section", "method", "cell_id", "lr", "seed", "status", "epoch", "samples_seen",
+                       "train_seconds")
 PANEL_HEIGHT = 300
 CONFIG = {"displaylogo": False, "responsive": True}
 # draws every <div class="iplot" data-figure=KEY> from window.HARNESS_FIGURES; the PNG inside stays
@@ -145,6 +148,7 @@ def convergence(rows: pd.DataFrame, sections: list, colors: dict, metric: str, t
     Hover names the run (optimizer, section, learning rate, seed) and the value
     at that point; clicking a legend entry hides every seed of that optimizer.
     """
+    rows = rows[[c for c in dict.fromkeys(CONVERGENCE_COLUMNS + (metric,)) if c in rows.columns]]   # less to copy
     rows = rows[(rows["status"] != "diverged") & rows[metric].notna()]
     sections = [s for s in sections if (rows["section"] == s).any()]
     if not sections:
@@ -154,32 +158,36 @@ def convergence(rows: pd.DataFrame, sections: list, colors: dict, metric: str, t
     positive = bool((rows[metric] > 0).all())
     firsts = rows.drop_duplicates("cell_id")
     text_of = dict(zip(firsts["cell_id"].tolist(), _run_texts(firsts)))
+    runs_x = []   # per trace: its x values under each X_CHOICES column, for the x-axis menu below
     for i, section in enumerate(sections):
         xa, ya = _axis_ref(i)
         srows = rows[rows["section"] == section].sort_values(["method", "cell_id", "epoch"], kind="stable")
-        for (method, cell), run in srows.groupby(["method", "cell_id"], sort=False):
+        # whole columns converted once, then sliced per run (a pandas group per run cost most of the figure)
+        methods, cells = srows["method"].tolist(), srows["cell_id"].tolist()
+        values = {c: _values(srows[c]) for c in dict.fromkeys([metric, *(c for c, _ in X_CHOICES)])}
+        custom = np.column_stack([srows["epoch"].to_numpy(float), srows["samples_seen"].fillna(0).to_numpy(float),
+                                  srows["train_seconds"].fillna(0).to_numpy(float)]).tolist()
+        starts = [k for k in range(len(cells)) if k == 0 or (methods[k], cells[k]) != (methods[k - 1], cells[k - 1])]
+        for a, b in zip(starts, starts[1:] + [len(cells)]):
+            method, cell = methods[a], cells[a]
             data.append({
                 "type": "scatter", "mode": "lines", "xaxis": xa, "yaxis": ya,
                 "name": esc(method), "legendgroup": esc(method), "showlegend": method not in shown,
                 "line": {"color": colors.get(method, "#444"), "width": 1.4}, "opacity": 0.85,
-                "x": _values(run["epoch"]), "y": _values(run[metric]),
-                "customdata": np.column_stack([run["epoch"].to_numpy(float),
-                                               run["samples_seen"].fillna(0).to_numpy(float),
-                                               run["train_seconds"].fillna(0).to_numpy(float)]).tolist(),
+                "x": values["epoch"][a:b], "y": values[metric][a:b],
+                "customdata": custom[a:b],
                 "hovertemplate": (literal(text_of[cell]) + "<br>epoch %{customdata[0]} · %{customdata[1]:,.0f} samples · "
                                   "%{customdata[2]:.3g} s<br>" + esc(ylabel) + " %{y:.4g}<extra></extra>"),
-                "_runs": run,   # kept for the x-axis menu below, dropped before writing
             })
+            runs_x.append({column: values[column][a:b] for column, _ in X_CHOICES})
             shown.add(method)
     layout = _axes_layout(sections, X_CHOICES[0][1], ylabel, False, positive, title)
     menu = []
     for column, label in X_CHOICES:
-        xs = [_values(t["_runs"][column]) for t in data]
+        xs = [run[column] for run in runs_x]
         titles = {f"xaxis{'' if i == 0 else i + 1}.title.text": label for i in range(len(sections))}
         autorange = {f"xaxis{'' if i == 0 else i + 1}.autorange": True for i in range(len(sections))}
         menu.append({"label": label, "method": "update", "args": [{"x": xs}, {**titles, **autorange}]})
-    for t in data:
-        del t["_runs"]
     _scale_menus(layout, len(sections), menu)
     return {"data": data, "layout": layout}
 
@@ -193,6 +201,9 @@ def lr_sensitivity(tune_runs: pd.DataFrame, chosen: pd.DataFrame, sections: list
     sections = [s for s in sections if (tune_runs["section"] == s).any()]
     if not sections:
         return None
+    # only the columns drawn: every filter below copies the frame's columns (dozens of them in a run table)
+    tune_runs = tune_runs[[c for c in RUN_COLUMNS if c in tune_runs.columns]]
+    chosen = chosen[[c for c in RUN_COLUMNS if c in chosen.columns]]
     data, shown = [], set()
     finite_all = tune_runs["val_loss"][np.isfinite(tune_runs["val_loss"]) & (tune_runs["status"] != "diverged")]
     positive = bool(len(finite_all)) and bool((finite_all > 0).all())

@@ -17,6 +17,7 @@ import html
 import importlib.util
 import json
 import shutil
+from math import isfinite
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,7 @@ def plotly_js_source() -> Path | None:
 def _values(series) -> list:
     """A JSON-safe list: non-finite numbers become null (a gap in the line)."""
     arr = np.asarray(series, dtype=float)
-    return [float(v) if np.isfinite(v) else None for v in arr]
+    return [v if isfinite(v) else None for v in arr.tolist()]   # Python floats: math.isfinite, not numpy per value
 
 
 def _grid(n: int) -> tuple[int, int]:

@@ -4,6 +4,7 @@ Layout under a sweep directory ``reports/<name>/``::
 
     results/<cell_id>.parquet   one file per finished cell (long format: one row per epoch)
     set-aside/                  damaged or foreign result files, moved out of the way (never deleted)
+    results.cache.parquet       the cells read_results last returned, in one file (see read_results)
     manifest.json               see harness.results.manifest
     .lock                       fcntl lock held by the sweep writing here
     results.csv                 only with --csv
@@ -348,6 +349,10 @@ def read_results(sweep_dir, *, all_cells: bool = False) -> pd.DataFrame:
     When the manifest lists the cells of the latest plan, only those are
     returned (older cells stay on disk as a cache but are not part of this
     sweep); ``all_cells=True`` returns every file.
+
+    The frame is kept in ``results.cache.parquet`` and reused while the cell files it
+    came from are unchanged (same names, sizes and modification times): one combined
+    read instead of one per cell. Any change reads the files again, with their checks.
     """
     folder = results_dir(sweep_dir)
     listing = _listing(folder)

@@ -281,7 +281,8 @@ def fixed_target(pairs: pd.DataFrame, final_runs: pd.DataFrame, colors: dict) ->
     if pairs.empty or not np.isfinite(pairs["epoch"]).any():
         return None
     sections = sorted(pairs["section"].unique())
-    info = final_runs.set_index("cell_id")[["method", "section", "lr", "seed"]]
+    info = final_runs[["cell_id", "method", "section", "lr", "seed"]].drop_duplicates("cell_id")
+    run_text = dict(zip(info["cell_id"].tolist(), _run_texts(info)))   # each run's hover text, built once
     choices = (("samples_seen", "samples seen"), ("train_seconds", "training seconds"), ("epoch", "epochs"))
     traces, per_column, shown = [], {column: [] for column, _ in choices}, set()
     for i, section in enumerate(sections):
@@ -291,9 +292,8 @@ def fixed_target(pairs: pd.DataFrame, final_runs: pd.DataFrame, colors: dict) ->
                 hit = m[np.isfinite(m[column].to_numpy(dtype=float))]
                 hit = hit.iloc[np.argsort(hit[column].to_numpy(dtype=float), kind="stable")]
                 x, share = ecdf(hit[column], len(m))
-                texts = _run_texts(info.loc[hit["cell_id"]].reset_index(),
-                                   [f"target {s:.0%} of the best reduction (loss {t:.4g})"
-                                    for s, t in zip(hit["share"], hit["target_loss"])])
+                texts = [f"{run_text[cid]}<br>target {s:.0%} of the best reduction (loss {t:.4g})"
+                         for cid, s, t in zip(hit["cell_id"].tolist(), hit["share"], hit["target_loss"])]
                 per_column[column].append((x, share, texts))
             x, share, texts = per_column[choices[0][0]][-1]
             traces.append({"type": "scatter", "mode": "lines", "line": {"shape": "hv", "width": 2,

@@ -133,7 +133,15 @@ def _side(runs: pd.DataFrame, column: str, key: str | None, value) -> pd.DataFra
 
 
 def _key_text(frame: pd.DataFrame, columns) -> pd.Series:
-    return frame[list(columns)].astype(str).agg("\x1f".join, axis=1)
+    """Each row's values of ``columns`` as text, joined by a unit separator (whole columns, not row by row)."""
+    columns = list(columns)
+    if not columns or frame.empty:
+        return pd.Series([""] * len(frame), index=frame.index, dtype=object)
+    parts = [frame[c].astype(str).to_numpy(dtype=object) for c in columns]
+    text = parts[0]
+    for part in parts[1:]:
+        text = text + "\x1f" + part
+    return pd.Series(text, index=frame.index, dtype=object)
 
 
 def pair_table(runs: pd.DataFrame, spec: ClaimSpec) -> tuple[pd.DataFrame, str]:
@@ -228,8 +236,22 @@ class Curves:
     def __init__(self, runs: pd.DataFrame, rows: pd.DataFrame):
         rows = with_excess(rows)
         self.status = runs.set_index("cell_id")["status"].astype(str).to_dict()
-        self.frames = {cid: g.sort_values("epoch") for cid, g in rows.groupby("cell_id")}
+        # one sort by (cell, epoch) and a slice per run, instead of a pandas frame per run
+        order = np.lexsort((rows["epoch"].to_numpy(), rows["cell_id"].to_numpy(dtype=object)))
+        self._rows = rows.iloc[order].reset_index(drop=True)
+        ids = self._rows["cell_id"].to_numpy(dtype=object)
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], dtype=int)
+        stops = np.r_[starts[1:], len(ids)]
+        self.frames = {ids[a]: slice(int(a), int(b)) for a, b in zip(starts, stops)}
+        self._columns: dict = {}
         self._cache: dict = {}
+
+    def _column(self, name: str) -> np.ndarray | None:
+        """A column of the sorted rows as floats (None when the rows lack it), converted once."""
+        if name not in self._columns:
+            self._columns[name] = (pd.to_numeric(self._rows[name], errors="coerce").to_numpy(float)
+                                   if name in self._rows.columns else None)
+        return self._columns[name]
 
     def usable(self, cid) -> bool:
         return cid in self.frames and (self.status.get(cid) in OK_STATUSES or self.diverged(cid))
@@ -241,12 +263,12 @@ class Curves:
         """The finite (axis, metric) points of a run, in epoch order."""
         key = (cid, axis, metric)
         if key not in self._cache:
-            frame = self.frames[cid]
-            if axis not in frame.columns or metric not in frame.columns:
+            span = self.frames[cid]
+            xs, ys = self._column(axis), self._column(metric)
+            if xs is None or ys is None:
                 x = y = np.array([])
             else:
-                x = pd.to_numeric(frame[axis], errors="coerce").to_numpy(float)
-                y = pd.to_numeric(frame[metric], errors="coerce").to_numpy(float)
+                x, y = xs[span], ys[span]
                 ok = np.isfinite(x) & np.isfinite(y)
                 x, y = x[ok], y[ok]
             self._cache[key] = (x, y)

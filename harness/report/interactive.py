@@ -17,6 +17,7 @@ import html
 import importlib.util
 import json
 import shutil
+from math import isfinite
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,9 @@ PLOTLY_JS = "plotly.min.js"
 DATA_JS = "figures/interactive.js"
 X_CHOICES = (("epoch", "epochs"), ("samples_seen", "samples seen"), ("train_seconds", "training seconds"))
 COLUMNS = 3
+RUN_COLUMNS = ("section", "method", "lr", "seed", "status", "val_loss")   # what the per-run figures read
+CONVERGENCE_COLUMNS = ("section", "method", "cell_id", "lr", "seed", "status", "epoch", "samples_seen",
+                       "train_seconds")
 PANEL_HEIGHT = 300
 CONFIG = {"displaylogo": False, "responsive": True}
 # draws every <div class="iplot" data-figure=KEY> from window.HARNESS_FIGURES; the PNG inside stays
@@ -68,7 +72,7 @@ def plotly_js_source() -> Path | None:
 def _values(series) -> list:
     """A JSON-safe list: non-finite numbers become null (a gap in the line)."""
     arr = np.asarray(series, dtype=float)
-    return [float(v) if np.isfinite(v) else None for v in arr]
+    return [v if isfinite(v) else None for v in arr.tolist()]   # Python floats: math.isfinite, not numpy per value
 
 
 def _grid(n: int) -> tuple[int, int]:
@@ -145,6 +149,7 @@ def convergence(rows: pd.DataFrame, sections: list, colors: dict, metric: str, t
     Hover names the run (optimizer, section, learning rate, seed) and the value
     at that point; clicking a legend entry hides every seed of that optimizer.
     """
+    rows = rows[[c for c in dict.fromkeys(CONVERGENCE_COLUMNS + (metric,)) if c in rows.columns]]   # less to copy
     rows = rows[(rows["status"] != "diverged") & rows[metric].notna()]
     sections = [s for s in sections if (rows["section"] == s).any()]
     if not sections:
@@ -154,32 +159,36 @@ def convergence(rows: pd.DataFrame, sections: list, colors: dict, metric: str, t
     positive = bool((rows[metric] > 0).all())
     firsts = rows.drop_duplicates("cell_id")
     text_of = dict(zip(firsts["cell_id"].tolist(), _run_texts(firsts)))
+    runs_x = []   # per trace: its x values under each X_CHOICES column, for the x-axis menu below
     for i, section in enumerate(sections):
         xa, ya = _axis_ref(i)
         srows = rows[rows["section"] == section].sort_values(["method", "cell_id", "epoch"], kind="stable")
-        for (method, cell), run in srows.groupby(["method", "cell_id"], sort=False):
+        # whole columns converted once, then sliced per run (a pandas group per run cost most of the figure)
+        methods, cells = srows["method"].tolist(), srows["cell_id"].tolist()
+        values = {c: _values(srows[c]) for c in dict.fromkeys([metric, *(c for c, _ in X_CHOICES)])}
+        custom = np.column_stack([srows["epoch"].to_numpy(float), srows["samples_seen"].fillna(0).to_numpy(float),
+                                  srows["train_seconds"].fillna(0).to_numpy(float)]).tolist()
+        starts = [k for k in range(len(cells)) if k == 0 or (methods[k], cells[k]) != (methods[k - 1], cells[k - 1])]
+        for a, b in zip(starts, starts[1:] + [len(cells)]):
+            method, cell = methods[a], cells[a]
             data.append({
                 "type": "scatter", "mode": "lines", "xaxis": xa, "yaxis": ya,
                 "name": esc(method), "legendgroup": esc(method), "showlegend": method not in shown,
                 "line": {"color": colors.get(method, "#444"), "width": 1.4}, "opacity": 0.85,
-                "x": _values(run["epoch"]), "y": _values(run[metric]),
-                "customdata": np.column_stack([run["epoch"].to_numpy(float),
-                                               run["samples_seen"].fillna(0).to_numpy(float),
-                                               run["train_seconds"].fillna(0).to_numpy(float)]).tolist(),
+                "x": values["epoch"][a:b], "y": values[metric][a:b],
+                "customdata": custom[a:b],
                 "hovertemplate": (literal(text_of[cell]) + "<br>epoch %{customdata[0]} · %{customdata[1]:,.0f} samples · "
                                   "%{customdata[2]:.3g} s<br>" + esc(ylabel) + " %{y:.4g}<extra></extra>"),
-                "_runs": run,   # kept for the x-axis menu below, dropped before writing
             })
+            runs_x.append({column: values[column][a:b] for column, _ in X_CHOICES})
             shown.add(method)
     layout = _axes_layout(sections, X_CHOICES[0][1], ylabel, False, positive, title)
     menu = []
     for column, label in X_CHOICES:
-        xs = [_values(t["_runs"][column]) for t in data]
+        xs = [run[column] for run in runs_x]
         titles = {f"xaxis{'' if i == 0 else i + 1}.title.text": label for i in range(len(sections))}
         autorange = {f"xaxis{'' if i == 0 else i + 1}.autorange": True for i in range(len(sections))}
         menu.append({"label": label, "method": "update", "args": [{"x": xs}, {**titles, **autorange}]})
-    for t in data:
-        del t["_runs"]
     _scale_menus(layout, len(sections), menu)
     return {"data": data, "layout": layout}
 
@@ -193,6 +202,9 @@ def lr_sensitivity(tune_runs: pd.DataFrame, chosen: pd.DataFrame, sections: list
     sections = [s for s in sections if (tune_runs["section"] == s).any()]
     if not sections:
         return None
+    # only the columns drawn: every filter below copies the frame's columns (dozens of them in a run table)
+    tune_runs = tune_runs[[c for c in RUN_COLUMNS if c in tune_runs.columns]]
+    chosen = chosen[[c for c in RUN_COLUMNS if c in chosen.columns]]
     data, shown = [], set()
     finite_all = tune_runs["val_loss"][np.isfinite(tune_runs["val_loss"]) & (tune_runs["status"] != "diverged")]
     positive = bool(len(finite_all)) and bool((finite_all > 0).all())
@@ -269,7 +281,8 @@ def fixed_target(pairs: pd.DataFrame, final_runs: pd.DataFrame, colors: dict) ->
     if pairs.empty or not np.isfinite(pairs["epoch"]).any():
         return None
     sections = sorted(pairs["section"].unique())
-    info = final_runs.set_index("cell_id")[["method", "section", "lr", "seed"]]
+    info = final_runs[["cell_id", "method", "section", "lr", "seed"]].drop_duplicates("cell_id")
+    run_text = dict(zip(info["cell_id"].tolist(), _run_texts(info)))   # each run's hover text, built once
     choices = (("samples_seen", "samples seen"), ("train_seconds", "training seconds"), ("epoch", "epochs"))
     traces, per_column, shown = [], {column: [] for column, _ in choices}, set()
     for i, section in enumerate(sections):
@@ -279,9 +292,8 @@ def fixed_target(pairs: pd.DataFrame, final_runs: pd.DataFrame, colors: dict) ->
                 hit = m[np.isfinite(m[column].to_numpy(dtype=float))]
                 hit = hit.iloc[np.argsort(hit[column].to_numpy(dtype=float), kind="stable")]
                 x, share = ecdf(hit[column], len(m))
-                texts = _run_texts(info.loc[hit["cell_id"]].reset_index(),
-                                   [f"target {s:.0%} of the best reduction (loss {t:.4g})"
-                                    for s, t in zip(hit["share"], hit["target_loss"])])
+                texts = [f"{run_text[cid]}<br>target {s:.0%} of the best reduction (loss {t:.4g})"
+                         for cid, s, t in zip(hit["cell_id"].tolist(), hit["share"], hit["target_loss"])]
                 per_column[column].append((x, share, texts))
             x, share, texts = per_column[choices[0][0]][-1]
             traces.append({"type": "scatter", "mode": "lines", "line": {"shape": "hv", "width": 2,

@@ -233,6 +233,9 @@ def lr_sensitivity(tune_runs: pd.DataFrame, chosen: pd.DataFrame, sections: list
     sections = [s for s in sections if (tune_runs["section"] == s).any()]
     if not sections:
         return None
+    # only the columns drawn: each filter below copies every column of the run table (dozens)
+    drawn = ["section", "method", "lr", "status", "val_loss"]
+    tune_runs, chosen = tune_runs[drawn], chosen[["section", "method", "lr"]]
     cols = min(3, len(sections))
     nrows = int(np.ceil(len(sections) / cols))
     fig, axes = _figure(plt, nrows, cols, 4.3, 3.0)

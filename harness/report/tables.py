@@ -68,13 +68,17 @@ def first_reach(loss: np.ndarray, axes: dict, target: float) -> dict | None:
 
 def _finite_runs(rows: pd.DataFrame, final_runs: pd.DataFrame):
     """(cell_id, section, losses, {axis: values}) per final run: its finite-loss records in epoch order."""
-    section_of = final_runs.set_index("cell_id")["section"]
+    section_of = dict(zip(final_runs["cell_id"].tolist(), final_runs["section"].tolist()))
     data = rows[["cell_id", "epoch", "samples_seen", "train_seconds", "train_loss"]]
-    data = data[np.isfinite(data["train_loss"]) & data["cell_id"].isin(section_of.index)]
+    data = data[np.isfinite(data["train_loss"]) & data["cell_id"].isin(list(section_of))]
     data = data.sort_values(["cell_id", "epoch"], kind="stable")
-    for cid, run in data.groupby("cell_id", sort=False):
-        yield (cid, section_of[cid], run["train_loss"].to_numpy(float),
-               {col: run[col].to_numpy(float) for col, _ in TO_TARGET})
+    # whole columns as arrays, sliced per run (a pandas group per run cost most of this)
+    ids = data["cell_id"].tolist()
+    loss = data["train_loss"].to_numpy(float)
+    columns = {col: data[col].to_numpy(float) for col, _ in TO_TARGET}
+    starts = [k for k in range(len(ids)) if k == 0 or ids[k] != ids[k - 1]]
+    for a, b in zip(starts, starts[1:] + [len(ids)]):
+        yield ids[a], section_of[ids[a]], loss[a:b], {col: values[a:b] for col, values in columns.items()}
 
 
 def time_to_target(rows: pd.DataFrame, final_runs: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
@@ -109,12 +113,13 @@ def fixed_target_times(rows: pd.DataFrame, final_runs: pd.DataFrame, targets: pd
                        shares=FIXED_TARGET_SHARES) -> pd.DataFrame:
     """One row per (final run, target): section, method, share, target loss and where it was reached (NaN: never)."""
     frame = targets.set_index("section")
-    method_of = final_runs.set_index("cell_id")["method"]
+    initial_of, best_of = frame["initial_loss"].to_dict(), frame["best_loss"].to_dict()
+    method_of = dict(zip(final_runs["cell_id"].tolist(), final_runs["method"].tolist()))
     never = {col: np.nan for col, _ in TO_TARGET}
     records, seen = [], set()
     for cid, section, loss, axes in _finite_runs(rows, final_runs):
         seen.add(cid)
-        initial, best = frame["initial_loss"].get(section, np.nan), frame["best_loss"].get(section, np.nan)
+        initial, best = initial_of.get(section, np.nan), best_of.get(section, np.nan)
         for share in shares:
             target = float(initial - share * (initial - best))
             at = first_reach(loss, axes, target) if np.isfinite(target) else None

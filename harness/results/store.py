@@ -4,6 +4,7 @@ Layout under a sweep directory ``reports/<name>/``::
 
     results/<cell_id>.parquet   one file per finished cell (long format: one row per epoch)
     set-aside/                  damaged or foreign result files, moved out of the way (never deleted)
+    results.cache.parquet       the cells read_results last returned, in one file (see read_results)
     manifest.json               see harness.results.manifest
     .lock                       fcntl lock held by the sweep writing here
     results.csv                 only with --csv
@@ -348,14 +349,23 @@ def read_results(sweep_dir, *, all_cells: bool = False) -> pd.DataFrame:
     When the manifest lists the cells of the latest plan, only those are
     returned (older cells stay on disk as a cache but are not part of this
     sweep); ``all_cells=True`` returns every file.
+
+    The frame is kept in ``results.cache.parquet`` and reused while the cell files it
+    came from are unchanged (same names, sizes and modification times): one combined
+    read instead of one per cell. Any change reads the files again, with their checks.
     """
     folder = results_dir(sweep_dir)
-    paths = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    listing = _listing(folder)
     planned = None if all_cells else _planned_ids(sweep_dir)
     if planned is not None:
-        paths = [p for p in paths if p.stem in planned]
-    if not paths:
+        listing = [entry for entry in listing if entry[0][:-len(".parquet")] in planned]
+    if not listing:
         return _coerce(pd.DataFrame(columns=list(COLUMNS)))
+    cache = Path(sweep_dir) / CACHE_NAME
+    frame = _read_cache(cache, listing)
+    if frame is not None:
+        return frame
+    paths = [folder / name for name, _, _ in listing]
     try:
         frame = _coerce(_read_all(paths), stored_text=True)
     except HarnessError:
@@ -366,7 +376,62 @@ def read_results(sweep_dir, *, all_cells: bool = False) -> pd.DataFrame:
              "hidden", "lr", "seed", "cell_id", "epoch"]
     frame["_phase"] = frame["phase"].map({"tune": 0, "final": 1}).fillna(2)
     frame = frame.sort_values(["_phase"] + order[1:], kind="mergesort").drop(columns="_phase")
-    return frame.reset_index(drop=True)
+    frame = frame.reset_index(drop=True)
+    _write_cache(cache, listing, frame)
+    return frame
+
+
+CACHE_NAME = "results.cache.parquet"
+_CACHE_KEY = b"harness.results.cache"   # Parquet key-value metadata: the index of the cell files it holds
+_CACHE_VERSION = 1
+
+
+def _listing(folder: Path) -> list:
+    """``(name, size, mtime_ns)`` of every cell file, sorted by name: one ``scandir``, one stat each."""
+    try:
+        with os.scandir(folder) as entries:
+            listing = [(e.name, st.st_size, st.st_mtime_ns) for e in entries
+                       if e.name.endswith(".parquet") and not e.name.startswith(".") and e.is_file()
+                       for st in (e.stat(),)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(listing)
+
+
+def _read_cache(cache: Path, listing: list) -> pd.DataFrame | None:
+    """The combined frame stored by :func:`_write_cache`, if its index matches ``listing`` exactly
+    (same files, sizes and modification times); None otherwise, or if it cannot be read.
+
+    Any change to a cell file (rewritten, added, removed, damaged) changes the listing, so the
+    files are read again, with their per-file checks."""
+    try:
+        meta = pq.read_metadata(cache).metadata or {}
+        index = json.loads(meta.get(_CACHE_KEY, b"null"))
+        if not isinstance(index, dict) or index.get("version") != _CACHE_VERSION:
+            return None
+        if [tuple(entry) for entry in index.get("files", [])] != [tuple(e) for e in listing]:
+            return None
+        frame = pq.read_table(cache).to_pandas()
+        for col in STR_COLUMNS:   # text was stored from object columns; pandas may read it as its string dtype
+            if frame[col].dtype != object:
+                frame[col] = frame[col].astype(object)
+    except Exception:   # missing, damaged or foreign: the cache is only ever a shortcut
+        return None
+    if list(frame.columns) != list(COLUMNS) or any(frame[c].dtype != _stored_dtype(c) for c in COLUMNS):
+        return None
+    return frame
+
+
+def _write_cache(cache: Path, listing: list, frame: pd.DataFrame) -> None:
+    """Store ``frame`` (read from the files in ``listing``) as one file beside ``results/``, atomically;
+    a folder that cannot be written (read-only) simply has no cache."""
+    table = _table(frame)   # the frame is in stored form: _coerce made it so
+    index = json.dumps({"version": _CACHE_VERSION, "files": [list(e) for e in listing]}).encode()
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _CACHE_KEY: index})
+    try:
+        atomic_write(cache, lambda fh: pq.write_table(table, fh))
+    except OSError:
+        pass
 
 
 def _read_all(paths: list) -> pd.DataFrame:

@@ -37,6 +37,10 @@ def test_stacked_tuning_stores_what_cell_by_cell_tuning_stores(tmp_path, monkeyp
     pd.testing.assert_frame_equal(stacked, alone, check_exact=False, rtol=1e-10, atol=0)
     manifest = json.loads((tmp_path / "stacked" / "manifest.json").read_text())
     assert manifest["tuning_protocol"]["stacked"] is True
+    # the page says how the rates were chosen and how the stacked runs' seconds were measured
+    assert main(["report", str(tmp_path / "stacked")]) == 0
+    page = (tmp_path / "stacked" / "index.html").read_text(encoding="utf-8")
+    assert "held-out tuning seed(s) [1000]" in page and "trained stacked" in page
     # the tuning runs ran on the held-out seed only, the final runs on the evaluation seeds only
     full = read_results(tmp_path / "stacked")
     assert set(full[full.phase == "tune"].seed) == {1000} and set(full[full.phase == "final"].seed) == {0, 1}

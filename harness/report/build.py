@@ -127,8 +127,17 @@ def _tuning_block(manifest: dict, tab_dir: Path, table_objective: str) -> dict |
     frame = pd.DataFrame(rows)
     csv, md = _write_table(frame, tab_dir, "tuning")
     protocol = manifest.get("tuning_protocol") or {}
-    how = ("each seed chose its own rates on its own validation split" if protocol.get("per_seed")
-           else f"seed(s) {protocol.get('seeds')} chose one rate for every seed")
+    if protocol.get("per_seed"):
+        how = "each seed chose its own rates on its own validation split"
+    elif protocol.get("held_out"):
+        how = (f"held-out tuning seed(s) {protocol.get('seeds')}, not among the evaluation seeds, chose one rate "
+               f"for every seed"
+               + ("; the tuning runs of one group trained stacked (their training seconds are the stack's, "
+                  "shared out evenly; every final run, whose seconds the page compares, trained alone)"
+                  if protocol.get("stacked") else ""))
+    else:
+        how = (f"seed(s) {protocol.get('seeds')} chose one rate for every seed (those seeds' own pairs were "
+               f"selected on)")
     defaults = sorted({e["optimizer"] for e in entries if e.get("default_grid")})
     return {"table": html.table(frame, "Learning-rate tuning per group (per seed: rate (number of seeds))", csv, md),
             "text": (f"Objectives: {', '.join(protocol.get('objectives') or [])}; {how}. A choice at a grid edge "

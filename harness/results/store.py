@@ -531,4 +531,7 @@ def clean_temporaries(sweep_dir) -> int:
         for tmp in folder.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
             count += 1
+    for tmp in Path(sweep_dir).glob(f".{CACHE_NAME}.*.tmp"):   # a results cache whose writer was killed
+        tmp.unlink(missing_ok=True)
+        count += 1
     return count

@@ -180,16 +180,23 @@ def run_epoch(plan: FastPlan, batches: list, X: np.ndarray, y: np.ndarray, lrs: 
         done, bad = _sample_epoch(model.flat_params, model.layout, plan.act, X, y, order, lrs,
                                   plan.kernel, plan.kernel_params, plan.sample_A, plan.sample_D)
         return done, done, bad
+    starts, identity, (A, D, Xb), inv_sizes = _batches_laid_out(plan, sizes, order, X, y)
+    done, bad = _batch_epoch(model.flat_params, model.flat_grads, model.layout, plan.act, X, y,
+                             order, starts, lrs, inv_sizes, identity, plan.kernel, plan.kernel_params, A, D, Xb)
+    return done, int(starts[done]), bad
+
+
+def _batches_laid_out(plan: FastPlan, sizes: np.ndarray, order: np.ndarray, X: np.ndarray, y: np.ndarray):
+    """What the batch kernels take besides the weights: batch start offsets, whether the one batch is the
+    whole set in order (then no gather), the work buffers sized for the largest batch, and 1/batch size."""
     starts = np.zeros(len(sizes) + 1, np.int64)
     np.cumsum(sizes, out=starts[1:])
     n = len(y)
     identity = len(sizes) == 1 and sizes[0] == n and np.array_equal(order, np.arange(n))
     rows = int(sizes.max()) if len(sizes) else 0
-    A, D, Xb = plan.batch_buffers(rows, 0 if identity else rows, X.shape[1])
-    inv_sizes = (1.0 / np.maximum(sizes, 1)).astype(model.dtype)
-    done, bad = _batch_epoch(model.flat_params, model.flat_grads, model.layout, plan.act, X, y,
-                             order, starts, lrs, inv_sizes, identity, plan.kernel, plan.kernel_params, A, D, Xb)
-    return done, int(starts[done]), bad
+    buffers = plan.batch_buffers(rows, 0 if identity else rows, X.shape[1])
+    inv_sizes = (1.0 / np.maximum(sizes, 1)).astype(plan.model.dtype)
+    return starts, identity, buffers, inv_sizes
 
 
 def _run_bn_epoch(plan: FastPlan, sizes: np.ndarray, order: np.ndarray, X: np.ndarray, y: np.ndarray,
@@ -201,13 +208,7 @@ def _run_bn_epoch(plan: FastPlan, sizes: np.ndarray, order: np.ndarray, X: np.nd
     evaluation (``forward(train=False)``) sees what the numpy path would leave.
     """
     model, dtype = plan.model, plan.model.dtype
-    starts = np.zeros(len(sizes) + 1, np.int64)
-    np.cumsum(sizes, out=starts[1:])
-    n = len(y)
-    identity = len(sizes) == 1 and sizes[0] == n and np.array_equal(order, np.arange(n))
-    rows = int(sizes.max()) if len(sizes) else 0
-    A, D, Xb = plan.batch_buffers(rows, 0 if identity else rows, X.shape[1])
-    inv_sizes = (1.0 / np.maximum(sizes, 1)).astype(dtype)
+    starts, identity, (A, D, Xb), inv_sizes = _batches_laid_out(plan, sizes, order, X, y)
     counts = sizes.astype(dtype)
     # the numpy path's (momentum * n/(n-1)) for the running variance, 1 for a batch of one
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -256,6 +257,45 @@ if numba is not None:
         return (1 - a) * a
 
     @_jit
+    def _dense_forward(a_prev, W, b, z, act, last):
+        """One sample through one layer: ``z = a_prev W + b``, activated unless it is the output layer.
+
+        Shared by the per-sample kernels here and in ``stacked_kernels`` so that
+        both run the same loops in the same order (their records are compared bit for bit).
+        """
+        fi, fo = W.shape
+        for j in range(fo):
+            z[j] = 0
+        for r in range(fi):
+            ar = a_prev[r]
+            for j in range(fo):
+                z[j] += ar * W[r, j]
+        if last:
+            for j in range(fo):
+                z[j] += b[j]
+        else:
+            for j in range(fo):
+                z[j] = _activate(z[j] + b[j], act)
+
+    @_jit
+    def _dense_backward_step(W, b, delta, a_prev, d_prev, act, lr, propagate):
+        """One layer's backward pass for one sample with the plain-GD step fused: first the delta of the
+        layer below (when ``propagate``; it uses W before its update), then ``W -= lr a_prev delta``."""
+        fi, fo = W.shape
+        if propagate:
+            for r in range(fi):
+                s = 0.0
+                for j in range(fo):
+                    s += W[r, j] * delta[j]
+                d_prev[r] = s * _derivative(a_prev[r], act)
+        for r in range(fi):
+            ar = a_prev[r]
+            for j in range(fo):
+                W[r, j] -= lr * (ar * delta[j])
+        for j in range(fo):
+            b[j] -= lr * delta[j]
+
+    @_jit
     def _sample_epoch(flat, layout, act, X, y, order, lrs, kernel, kparams, A, D):
         """Per-sample updates: matrix-vector loops, the plain-GD step fused into the backward pass.
 
@@ -273,47 +313,18 @@ if numba is not None:
             for l in range(L1):
                 fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
                 a_prev = X[i] if l == 0 else A[off - fi:off]
-                W = flat[wo:wo + fi * fo].reshape((fi, fo))
-                b = flat[bo:bo + fo]
-                z = A[off:off + fo]
-                for j in range(fo):
-                    z[j] = 0
-                for r in range(fi):
-                    ar = a_prev[r]
-                    for j in range(fo):
-                        z[j] += ar * W[r, j]
-                if l < L1 - 1:
-                    for j in range(fo):
-                        z[j] = _activate(z[j] + b[j], act)
-                else:
-                    for j in range(fo):
-                        z[j] += b[j]
+                _dense_forward(a_prev, flat[wo:wo + fi * fo].reshape((fi, fo)), flat[bo:bo + fo], A[off:off + fo],
+                               act, l == L1 - 1)
                 off += fo
             value = kernel(A[out:].ctypes, k, y[i], kparams.ctypes, D[out:].ctypes)
             # backward with the step fused: delta of layer l-1 uses W_l before its update
             off = out
             for l in range(L1 - 1, -1, -1):
                 fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
-                W = flat[wo:wo + fi * fo].reshape((fi, fo))
-                b = flat[bo:bo + fo]
-                delta = D[off:off + fo]
                 prev = off - fi
-                if l > 0:
-                    a_prev = A[prev:off]
-                    d_prev = D[prev:off]
-                    for r in range(fi):
-                        s = 0.0
-                        for j in range(fo):
-                            s += W[r, j] * delta[j]
-                        d_prev[r] = s * _derivative(a_prev[r], act)
-                else:
-                    a_prev = X[i]
-                for r in range(fi):
-                    ar = a_prev[r]
-                    for j in range(fo):
-                        W[r, j] -= lr * (ar * delta[j])
-                for j in range(fo):
-                    b[j] -= lr * delta[j]
+                a_prev = A[prev:off] if l > 0 else X[i]
+                _dense_backward_step(flat[wo:wo + fi * fo].reshape((fi, fo)), flat[bo:bo + fo], D[off:off + fo],
+                                     a_prev, D[prev:off] if l > 0 else D[off:off + fo], act, lr, l > 0)
                 off = prev
             if not math.isfinite(value):
                 return t + 1, t

@@ -28,7 +28,7 @@ import numpy as np
 from harness.learning.kernels import numba
 
 if numba is not None:
-    from harness.learning.kernels import _activate, _derivative
+    from harness.learning.kernels import _activate, _dense_backward_step, _dense_forward, _derivative
 
     _jit = numba.njit(cache=True, nogil=True)
 
@@ -81,21 +81,8 @@ if numba is not None:
                 for l in range(1, L1):
                     fi, fo, wo, bo = rest_layout[l, 0], rest_layout[l, 1], rest_layout[l, 2], rest_layout[l, 3]
                     a_prev = a0 if l == 1 else Ak[off - fi:off]
-                    W = flat[wo:wo + fi * fo].reshape((fi, fo))
-                    b = flat[bo:bo + fo]
-                    z = Ak[off:off + fo]
-                    for j in range(fo):
-                        z[j] = 0
-                    for r in range(fi):
-                        ar = a_prev[r]
-                        for j in range(fo):
-                            z[j] += ar * W[r, j]
-                    if l < L1 - 1:
-                        for j in range(fo):
-                            z[j] = _activate(z[j] + b[j], act)
-                    else:
-                        for j in range(fo):
-                            z[j] += b[j]
+                    _dense_forward(a_prev, flat[wo:wo + fi * fo].reshape((fi, fo)), flat[bo:bo + fo],
+                                   Ak[off:off + fo], act, l == L1 - 1)
                     off += fo
                 if L1 > 1:
                     value = kernel(Ak[out:].ctypes, kout, y[i], kparams.ctypes, Dk[out:].ctypes)
@@ -109,27 +96,10 @@ if numba is not None:
                 off = out
                 for l in range(L1 - 1, 0, -1):
                     fi, fo, wo, bo = rest_layout[l, 0], rest_layout[l, 1], rest_layout[l, 2], rest_layout[l, 3]
-                    W = flat[wo:wo + fi * fo].reshape((fi, fo))
-                    b = flat[bo:bo + fo]
-                    delta = Dk[off:off + fo]
                     prev = off - fi
-                    if l > 1:
-                        a_prev = Ak[prev:off]
-                        d_prev = Dk[prev:off]
-                    else:
-                        a_prev = a0
-                        d_prev = d0
-                    for r in range(fi):
-                        s = 0.0
-                        for j in range(fo):
-                            s += W[r, j] * delta[j]
-                        d_prev[r] = s * _derivative(a_prev[r], act)
-                    for r in range(fi):
-                        ar = a_prev[r]
-                        for j in range(fo):
-                            W[r, j] -= lr * (ar * delta[j])
-                    for j in range(fo):
-                        b[j] -= lr * delta[j]
+                    _dense_backward_step(flat[wo:wo + fi * fo].reshape((fi, fo)), flat[bo:bo + fo],
+                                         Dk[off:off + fo], Ak[prev:off] if l > 1 else a0,
+                                         Dk[prev:off] if l > 1 else d0, act, lr, True)
                     off = prev
             # layer 0 step for all copies at once
             for r in range(d):

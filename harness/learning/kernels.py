@@ -296,6 +296,67 @@ if numba is not None:
             b[j] -= lr * delta[j]
 
     @_jit
+    def _bias_activate_rows(Z, b, act, last):
+        """``Z += b`` row by row, activated unless it is the output layer (the batch kernels' forward step)."""
+        m, fo = Z.shape
+        for r in range(m):
+            zr = Z[r]
+            if last:
+                for j in range(fo):
+                    zr[j] += b[j]
+            else:
+                for j in range(fo):
+                    zr[j] = _activate(zr[j] + b[j], act)
+
+    @_jit
+    def _batch_loss(A_out, D_out, m, k, y, rows, kernel, kparams, scale):
+        """Sum over a batch's rows of the loss kernel, which writes each row's output delta into ``D_out``;
+        the deltas are then scaled by ``scale`` (1 / batch size). ``rows`` are the batch's sample indices."""
+        total = 0.0
+        for r in range(m):
+            total += kernel(A_out[r * k:].ctypes, k, y[rows[r]], kparams.ctypes, D_out[r * k:].ctypes)
+        for q in range(m * k):
+            D_out[q] *= scale
+        return total
+
+    @_jit
+    def _gather_rows(X, rows, Xb):
+        """The batch's rows of ``X`` copied, in order, into the work buffer ``Xb``; returns them as (m, d)."""
+        m, d = rows.shape[0], X.shape[1]
+        Xm = Xb[:m * d].reshape((m, d))
+        for r in range(m):
+            src = X[rows[r]]
+            dst = Xm[r]
+            for c in range(d):
+                dst[c] = src[c]
+        return Xm
+
+    @_jit
+    def _layer_grads(a_prev, G, gW, gb):
+        """One layer's batch gradients: ``gW = a_prev^T G`` (BLAS) and ``gb`` = the column sums of ``G``."""
+        np.dot(a_prev.T, G, gW)
+        _bias_grad(G, gb)
+
+    @_jit
+    def _bias_grad(G, gb):
+        """``gb`` = the column sums of the batch's deltas ``G``."""
+        m, fo = G.shape
+        for j in range(fo):
+            gb[j] = 0
+        for r in range(m):
+            gr = G[r]
+            for j in range(fo):
+                gb[j] += gr[j]
+
+    @_jit
+    def _gd_step(Wf, gWf, b, gb, lr):
+        """The plain-GD step of one layer: ``W -= lr gW``, ``b -= lr gb``."""
+        for q in range(Wf.shape[0]):
+            Wf[q] -= lr * gWf[q]
+        for j in range(b.shape[0]):
+            b[j] -= lr * gb[j]
+
+    @_jit
     def _sample_epoch(flat, layout, act, X, y, order, lrs, kernel, kparams, A, D):
         """Per-sample updates: matrix-vector loops, the plain-GD step fused into the backward pass.
 
@@ -335,7 +396,6 @@ if numba is not None:
                      A, D, Xb):
         """Mini-batch and full-batch updates: BLAS products (np.dot) and fused element-wise loops."""
         L1 = layout.shape[0]
-        d = layout[0, 0]
         k = layout[L1 - 1, 1]
         for t in range(starts.shape[0] - 1):
             s0, s1 = starts[t], starts[t + 1]
@@ -344,12 +404,7 @@ if numba is not None:
             if identity:
                 Xm = X
             else:
-                Xm = Xb[:m * d].reshape((m, d))
-                for r in range(m):
-                    src = X[order[s0 + r]]
-                    dst = Xm[r]
-                    for c in range(d):
-                        dst[c] = src[c]
+                Xm = _gather_rows(X, order[s0:s1], Xb)
             # forward; layer l's (m, fo) block starts at m * (sum of earlier widths)
             off = 0
             for l in range(L1):
@@ -361,25 +416,10 @@ if numba is not None:
                     np.dot(Xm, W, Z)
                 else:
                     np.dot(A[off - m * fi:off].reshape((m, fi)), W, Z)
-                if l < L1 - 1:
-                    for r in range(m):
-                        zr = Z[r]
-                        for j in range(fo):
-                            zr[j] = _activate(zr[j] + b[j], act)
-                else:
-                    for r in range(m):
-                        zr = Z[r]
-                        for j in range(fo):
-                            zr[j] += b[j]
+                _bias_activate_rows(Z, b, act, l == L1 - 1)
                 off += m * fo
             out = off - m * k
-            total = 0.0
-            for r in range(m):
-                total += kernel(A[out + r * k:].ctypes, k, y[order[s0 + r]], kparams.ctypes, D[out + r * k:].ctypes)
-            scale = inv_sizes[t]
-            G_out = D[out:out + m * k]
-            for q in range(m * k):
-                G_out[q] *= scale
+            total = _batch_loss(A[out:], D[out:], m, k, y, order[s0:s1], kernel, kparams, inv_sizes[t])
             value = total / m
             # backward: gradients of layer l, then delta of l-1 (old W_l), then the step on layer l
             off = out
@@ -392,25 +432,16 @@ if numba is not None:
                 gb = grads[bo:bo + fo]
                 prev = off - m * fi
                 if l == 0:
-                    np.dot(Xm.T, G, gWf.reshape((fi, fo)))
+                    _layer_grads(Xm, G, gWf.reshape((fi, fo)), gb)
                 else:
-                    np.dot(A[prev:off].reshape((m, fi)).T, G, gWf.reshape((fi, fo)))
-                for j in range(fo):
-                    gb[j] = 0
-                for r in range(m):
-                    gr = G[r]
-                    for j in range(fo):
-                        gb[j] += gr[j]
+                    _layer_grads(A[prev:off].reshape((m, fi)), G, gWf.reshape((fi, fo)), gb)
                 if l > 0:
                     np.dot(G, Wf.reshape((fi, fo)).T, D[prev:off].reshape((m, fi)))
                     Ap = A[prev:off]
                     Dp = D[prev:off]
                     for q in range(m * fi):
                         Dp[q] *= _derivative(Ap[q], act)
-                for q in range(fi * fo):
-                    Wf[q] -= lr * gWf[q]
-                for j in range(fo):
-                    b[j] -= lr * gb[j]
+                _gd_step(Wf, gWf, b, gb, lr)
                 off = prev
             if not math.isfinite(value):
                 return t + 1, t
@@ -434,7 +465,6 @@ if numba is not None:
         use, so every gradient sees the parameters of before the update.
         """
         L1 = layout.shape[0]
-        d = layout[0, 0]
         k = layout[L1 - 1, 1]
         keep, mom, eps = consts[0], consts[1], consts[2]
         rmean = running[0]
@@ -449,12 +479,7 @@ if numba is not None:
             if identity:
                 Xm = X
             else:
-                Xm = Xb[:m * d].reshape((m, d))
-                for r in range(m):
-                    src = X[order[s0 + r]]
-                    dst = Xm[r]
-                    for c in range(d):
-                        dst[c] = src[c]
+                Xm = _gather_rows(X, order[s0:s1], Xb)
             # forward; layer l's (m, fo) block starts at m * (sum of earlier widths), in A and in XH
             off = 0
             h = 0  # layer l's first feature among the hidden layers' features (statistics buffers)
@@ -517,13 +542,7 @@ if numba is not None:
                     h += fo
                 off += m * fo
             out = off - m * k
-            total = 0.0
-            for r in range(m):
-                total += kernel(A[out + r * k:].ctypes, k, y[order[s0 + r]], kparams.ctypes, D[out + r * k:].ctypes)
-            scale = inv_sizes[t]
-            G_out = D[out:out + m * k]
-            for q in range(m * k):
-                G_out[q] *= scale
+            total = _batch_loss(A[out:], D[out:], m, k, y, order[s0:s1], kernel, kparams, inv_sizes[t])
             value = total / m
             # backward: gradients of layer l; delta of l-1 (old W_l) through the activation and batch norm
             off = out
@@ -537,15 +556,9 @@ if numba is not None:
                 gb = grads[bo:bo + fo]
                 prev = off - m * fi
                 if l == 0:
-                    np.dot(Xm.T, G, gWf.reshape((fi, fo)))
+                    _layer_grads(Xm, G, gWf.reshape((fi, fo)), gb)
                 else:
-                    np.dot(A[prev:off].reshape((m, fi)).T, G, gWf.reshape((fi, fo)))
-                for j in range(fo):
-                    gb[j] = 0
-                for r in range(m):
-                    gr = G[r]
-                    for j in range(fo):
-                        gb[j] += gr[j]
+                    _layer_grads(A[prev:off].reshape((m, fi)), G, gWf.reshape((fi, fo)), gb)
                 if l > 0:
                     np.dot(G, Wf.reshape((fi, fo)).T, D[prev:off].reshape((m, fi)))
                     # batch norm of layer l-1 (width fi): dL/d(its output) -> dL/dz, gamma and beta gradients
@@ -588,10 +601,7 @@ if numba is not None:
                     for j in range(fi):
                         gamma[j] -= lr * g_gamma[j]
                         beta[j] -= lr * g_beta[j]
-                for q in range(fi * fo):
-                    Wf[q] -= lr * gWf[q]
-                for j in range(fo):
-                    b[j] -= lr * gb[j]
+                _gd_step(Wf, gWf, b, gb, lr)
                 off = prev
             if not math.isfinite(value):
                 return t + 1, t

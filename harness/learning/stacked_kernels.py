@@ -28,7 +28,9 @@ import numpy as np
 from harness.learning.kernels import numba
 
 if numba is not None:
-    from harness.learning.kernels import _activate, _dense_backward_step, _dense_forward, _derivative
+    from harness.learning.kernels import (_activate, _batch_loss, _bias_activate_rows,
+                                          _dense_backward_step, _dense_forward, _derivative, _gather_rows,
+                                          _gd_step, _layer_grads)
 
     _jit = numba.njit(cache=True, nogil=True)
 
@@ -136,12 +138,7 @@ if numba is not None:
             if identity:
                 Xm = X
             else:
-                Xm = Xb[:m * d].reshape((m, d))
-                for r in range(m):
-                    src = X[order[s0 + r]]
-                    dst = Xm[r]
-                    for c in range(d):
-                        dst[c] = src[c]
+                Xm = _gather_rows(X, order[s0:s1], Xb)
             # layer 0 for all copies: one wide product
             Z0 = A0[:m * KF].reshape((m, KF))
             np.dot(Xm, W0, Z0)
@@ -179,26 +176,11 @@ if numba is not None:
                         b = flat[bo:bo + fo]
                         Z = Ak[off:off + m * fo].reshape((m, fo))
                         np.dot(Ak[off - m * fi:off].reshape((m, fi)), W, Z)
-                        if l < L1 - 1:
-                            for r in range(m):
-                                zr = Z[r]
-                                for j in range(fo):
-                                    zr[j] = _activate(zr[j] + b[j], act)
-                        else:
-                            for r in range(m):
-                                zr = Z[r]
-                                for j in range(fo):
-                                    zr[j] += b[j]
+                        _bias_activate_rows(Z, b, act, l == L1 - 1)
                         off += m * fo
                     out = off - m * kout
-                    total = 0.0
-                    for r in range(m):
-                        total += kernel(Ak[out + r * kout:].ctypes, kout, y[order[s0 + r]], kparams.ctypes,
-                                        Dk[out + r * kout:].ctypes)
-                    scale = inv_sizes[t]
-                    G_out = Dk[out:out + m * kout]
-                    for q in range(m * kout):
-                        G_out[q] *= scale
+                    total = _batch_loss(Ak[out:], Dk[out:], m, kout, y, order[s0:s1], kernel, kparams,
+                                        inv_sizes[t])
                 else:
                     total = 0.0
                     for r in range(m):
@@ -226,22 +208,13 @@ if numba is not None:
                     b = flat[bo:bo + fo]
                     gb = gflat[bo:bo + fo]
                     prev = off - m * fi
-                    np.dot(Ak[prev:off].reshape((m, fi)).T, G, gWf.reshape((fi, fo)))
-                    for j in range(fo):
-                        gb[j] = 0
-                    for r in range(m):
-                        gr = G[r]
-                        for j in range(fo):
-                            gb[j] += gr[j]
+                    _layer_grads(Ak[prev:off].reshape((m, fi)), G, gWf.reshape((fi, fo)), gb)
                     np.dot(G, Wf.reshape((fi, fo)).T, Dk[prev:off].reshape((m, fi)))
                     Ap = Ak[prev:off]
                     Dp = Dk[prev:off]
                     for q in range(m * fi):
                         Dp[q] *= _derivative(Ap[q], act)
-                    for q in range(fi * fo):
-                        Wf[q] -= lr * gWf[q]
-                    for j in range(fo):
-                        b[j] -= lr * gb[j]
+                    _gd_step(Wf, gWf, b, gb, lr)
                     off = prev
                 # copy k's layer-0 delta into its columns of the wide G0
                 D0k = Dk[:m * f0].reshape((m, f0))

@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 
+from machine_load import uptime
+
 COMMANDS = {
     "python -c pass": ["-c", "pass"],
     "harness --help": ["-m", "harness", "--help"],
@@ -27,14 +29,6 @@ COMMANDS = {
     "harness plugins": ["-m", "harness", "plugins"],
 }
 TARGET = 0.5
-
-
-def uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        one, five, fifteen = os.getloadavg()
-        return f"load average: {one:.2f}, {five:.2f}, {fifteen:.2f}"
 
 
 def wall(args: list) -> float:

@@ -56,6 +56,8 @@ from harness.learning.trainer import train_epoch
 from harness_plugins.losses import make_ce
 from harness_plugins.optimizers import PlainGD
 
+from machine_load import uptime
+
 HIDDEN = 128
 LR = 0.01
 
@@ -220,13 +222,6 @@ def versions() -> str:
         torch_version = "absent"
     return (f"# python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, "
             f"scikit-learn {sklearn.__version__}, torch {torch_version}")
-
-
-def uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return f"load average {os.getloadavg()}"
 
 
 def main(argv=None):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import subprocess
 import time
 
 import numpy as np
@@ -36,18 +35,13 @@ from harness.learning.trainer import batch_rng, single_thread_blas, train, train
 from harness.plugin import DatasetUnavailable
 from harness.plugin.loader import load_registry
 
+from machine_load import uptime
+
 K = 5
 HIDDEN = 32
 SIZES = {"digits": (600, 64, 10), "breast_cancer": (340, 30, 2), "face-vs-background": (600, 625, 2)}
 BATCHES = {"1": ("sgd", {}), "32": ("minibatch", {"batch_size": 32}), "full": ("bgd", {})}
 OPTIMIZERS = ("bgd", "point", "sgd", "minibatch", "minibatch-bn")
-
-
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "uptime unavailable"
 
 
 def _interleaved(fns: dict, repeats: int) -> dict:
@@ -149,14 +143,14 @@ def main() -> None:
     import numba
     print(f"# bench_stack  {time.strftime('%Y-%m-%d %H:%M')}  python {platform.python_version()}  "
           f"numpy {np.__version__}  numba {numba.__version__}")
-    print(f"load before: {_uptime()}")
+    print(f"load before: {uptime()}")
     registry = load_registry()
     with single_thread_blas():
         if args.only in (None, "epoch"):
             epoch_table(registry, args.repeats)
         if args.only in (None, "cell"):
             cell_table(registry, 3)
-    print(f"\nload after: {_uptime()}")
+    print(f"\nload after: {uptime()}")
 
 
 if __name__ == "__main__":

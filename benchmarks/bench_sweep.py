@@ -41,17 +41,11 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from machine_load import uptime
+
 QUICK_SETS = ("seeds=2", "run.epochs=5", "datasets=digits")
 RUNS = {"jobs1": ("loky", 1), "jobs2": ("loky", 2), "dask1": ("dask", 1), "dask2": ("dask", 2)}
 PARTS = ("load", "train", "evaluate", "frame", "store", "overhead")
-
-
-def uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        one, five, fifteen = os.getloadavg()
-        return f"load average: {one:.2f}, {five:.2f}, {fifteen:.2f}"
 
 
 def versions() -> str:

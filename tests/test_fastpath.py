@@ -12,52 +12,24 @@ import itertools
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 from harness.learning import kernels
 from harness.learning.model import MLP
 from harness.learning.runconfig import RunConfig
 from harness.learning.schedules import make_schedule
-from harness.learning.split import Split
 from harness.learning.trainer import train, train_epoch
 from harness.plugin.loader import load_registry
 from harness_plugins.losses import make_bce, make_ce, make_wce
 from harness_plugins.optimizers import PlainGD
 
+from digits_splits import LOSS_COLUMNS, SPLITS, X_DIGITS, Y_DIGITS, on_both_paths
+
 pytestmark = pytest.mark.skipif(kernels.numba is None, reason="numba not installed")
-
-REG = load_registry(autoload=False)
-_d = load_digits()
-_X = (_d.data - _d.data.mean(0)) / (_d.data.std(0) + 1.0)
-
-
-def _split(n_classes: int) -> Split:
-    keep = _d.target < n_classes
-    X, y = _X[keep][:150], _d.target[keep][:150]
-    return Split(X[:90], y[:90], X[90:120], y[90:120], X[120:], y[120:], tuple(map(str, range(n_classes))))
-
-
-SPLITS = {2: _split(2), 4: _split(4)}
-LOSS_COLUMNS = ["train_loss", "val_loss", "test_loss"]
-
 
 def _both_paths(monkeypatch, classes=4, **kw):
     """Train one config on each path; returns [(records, final parameters)] for fast, then reference."""
-    out = []
-    real_init = MLP.__init__
-    for flag in ("1", "0"):
-        monkeypatch.setenv(kernels.ENV_SWITCH, flag)
-        built = []
-
-        def spy(self, *a, **k):  # keep the trainer's model to compare its final parameters
-            real_init(self, *a, **k)
-            built.append(self)
-
-        monkeypatch.setattr(MLP, "__init__", spy)
-        frame = train(RunConfig.make("tiny", **kw), split=SPLITS[classes], registry=REG)
-        monkeypatch.setattr(MLP, "__init__", real_init)
-        out.append((frame, built[-1].flat_params.copy()))
-    return out
+    return [(frame, model.flat_params.copy())
+            for _, frame, model in on_both_paths(monkeypatch, RunConfig.make("tiny", **kw), SPLITS[classes])]
 
 
 @pytest.mark.parametrize("optimizer,loss,activation,hidden,dtype,schedule", list(itertools.product(
@@ -94,7 +66,7 @@ def test_a_diverging_run_diverges_at_the_same_update(monkeypatch, optimizer, dty
 @pytest.mark.slow
 def test_epochs_agree_on_a_larger_problem_update_by_update():
     """Digits, 128 hidden units, three epochs of each batching: parameters agree to 1e-10."""
-    X, y = _X, _d.target.astype(np.int64)
+    X, y = X_DIGITS, Y_DIGITS.astype(np.int64)
     for batch in (1, 32, len(y)):
         params = []
         for use_fast in (True, False):
@@ -143,7 +115,7 @@ def test_out_of_range_batch_indices_raise_instead_of_reaching_the_kernel():
         def batches(self, n_samples, rng):
             yield np.array([0, n_samples])
 
-    X, y = _X[:10], _d.target[:10] % 3
+    X, y = X_DIGITS[:10], Y_DIGITS[:10] % 3
     model = MLP(64, 3, (4,), seed=0)
     before = model.flat_params.copy()
     with pytest.raises(IndexError, match="out of range"):

@@ -22,35 +22,18 @@ import itertools
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 from harness.learning import kernels
 from harness.learning.model import MLP
 from harness.learning.runconfig import RunConfig
 from harness.learning.schedules import make_schedule
-from harness.learning.split import Split
-from harness.learning.trainer import train, train_epoch
-from harness.plugin.loader import load_registry
+from harness.learning.trainer import train_epoch
 from harness_plugins.losses import make_ce
 from harness_plugins.optimizers import PlainGD
 
+from digits_splits import LOSS_COLUMNS, N_TRAIN, SPLITS, X_DIGITS, Y_DIGITS, on_both_paths
+
 pytestmark = pytest.mark.skipif(kernels.numba is None, reason="numba not installed")
-
-REG = load_registry(autoload=False)
-_d = load_digits()
-_X = (_d.data - _d.data.mean(0)) / (_d.data.std(0) + 1.0)
-N_TRAIN = 90
-LOSS_COLUMNS = ["train_loss", "val_loss", "test_loss"]
-
-
-def _split(n_classes: int) -> Split:
-    keep = _d.target < n_classes
-    X, y = _X[keep][:150], _d.target[keep][:150]
-    return Split(X[:N_TRAIN], y[:N_TRAIN], X[90:120], y[90:120], X[120:], y[120:],
-                 tuple(map(str, range(n_classes))))
-
-
-SPLITS = {2: _split(2), 4: _split(4)}
 
 
 def _tol(dtype):
@@ -60,21 +43,10 @@ def _tol(dtype):
 def _both_paths(monkeypatch, classes, **kw):
     """Train one minibatch-bn config on each path: [(records, parameters, running means, running vars)]."""
     out = []
-    real_init = MLP.__init__
-    for flag in ("1", "0"):
-        monkeypatch.setenv(kernels.ENV_SWITCH, flag)
-        built = []
-
-        def spy(self, *a, **k):  # keep the trainer's model to compare its final state
-            real_init(self, *a, **k)
-            built.append(self)
-
-        monkeypatch.setattr(MLP, "__init__", spy)
-        frame = train(RunConfig.make("tiny", optimizer="minibatch-bn", **kw), split=SPLITS[classes], registry=REG)
-        monkeypatch.setattr(MLP, "__init__", real_init)
-        model = built[-1]
+    config = RunConfig.make("tiny", optimizer="minibatch-bn", **kw)
+    for compiled, frame, model in on_both_paths(monkeypatch, config, SPLITS[classes]):
         assert (kernels.plan_for(model, PlainGD("shuffled", 2, True), make_ce(np.arange(4) % 2, 2)) is not None) \
-            == (flag == "1")
+            == compiled
         hidden_bias = np.zeros(model.flat_params.size, bool)
         for b in model.b[:-1]:
             start = (b.__array_interface__["data"][0] - model.flat_params.__array_interface__["data"][0]) \
@@ -132,7 +104,7 @@ def test_bn_diverging_run_diverges_at_the_same_update(monkeypatch, dtype):
 
 def _epochs(use_fast, batch, hidden, dtype, epochs=3):
     """Train a batch-norm MLP epoch by epoch through train_epoch (no optimizer check: batch 1 is allowed)."""
-    X, y = _X[:200].astype(dtype), _d.target[:200].astype(np.int64)
+    X, y = X_DIGITS[:200].astype(dtype), Y_DIGITS[:200].astype(np.int64)
     model = MLP(64, 10, hidden, "tanh", batch_norm=True, seed=0, dtype=dtype)
     optimizer = PlainGD("shuffled", batch)
     if not use_fast:

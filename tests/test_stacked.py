@@ -15,29 +15,17 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.datasets import load_digits
 
 from harness.learning import kernels, stacked
 from harness.learning.runconfig import RunConfig
-from harness.learning.split import Split
 from harness.learning.trainer import train
 from harness.plugin.loader import load_registry
 from harness.results.schema import RECORD_COLUMNS
 
+from digits_splits import REG, SPLITS
+
 pytestmark = pytest.mark.skipif(kernels.numba is None, reason="numba not installed")
 
-REG = load_registry(autoload=False)
-_d = load_digits()
-_X = (_d.data - _d.data.mean(0)) / (_d.data.std(0) + 1.0)
-
-
-def _split(n_classes: int) -> Split:
-    keep = _d.target < n_classes
-    X, y = _X[keep][:150], _d.target[keep][:150]
-    return Split(X[:90], y[:90], X[90:120], y[90:120], X[120:], y[120:], tuple(map(str, range(n_classes))))
-
-
-SPLITS = {2: _split(2), 4: _split(4)}
 EXACT = ("point", "sgd")      # per-sample: the same scalar loops stacked and alone
 # per family: two ordinary rates, one that reaches tol within the epochs, a large one, one that blows up
 GRIDS = {"point": (1e-3, 1e-2, 0.03, 0.2, 1e30), "sgd": (1e-3, 1e-2, 0.03, 0.2, 1e30),

@@ -365,13 +365,7 @@ def read_results(sweep_dir, *, all_cells: bool = False) -> pd.DataFrame:
     frame = _read_cache(cache, listing)
     if frame is not None:
         return frame
-    paths = [folder / name for name, _, _ in listing]
-    try:
-        frame = _coerce(_read_all(paths), stored_text=True)
-    except HarnessError:
-        raise
-    except Exception:   # tables that do not concatenate: read file by file, naming the one at fault
-        frame = _coerce(pd.concat([_read_checked(p) for p in paths], ignore_index=True))
+    frame = _read_all([folder / name for name, _, _ in listing])
     order = ["phase", "dataset", "loss", "optimizer", "optimizer_params", "loss_params", "dataset_params",
              "hidden", "lr", "seed", "cell_id", "epoch"]
     frame["_phase"] = frame["phase"].map({"tune": 0, "final": 1}).fillna(2)
@@ -435,39 +429,32 @@ def _write_cache(cache: Path, listing: list, frame: pd.DataFrame) -> None:
 
 
 def _read_all(paths: list) -> pd.DataFrame:
-    """Every file as an Arrow table, checked as :func:`check_cell_file` would, converted to pandas once.
+    """Every file as an Arrow table (:func:`_read_checked`), converted to pandas once.
 
     One ``pandas.read_parquet`` per file cost ~15 ms (its per-file conversion); an
     Arrow read costs a fraction of that, and the conversion runs once on the whole.
     """
-    tables = []
-    for path in paths:
-        try:
-            table = pq.ParquetFile(path).read()   # a third of read_table's per-file cost (no dataset layer)
-            problem = _problem(path, table.column_names,
-                               lambda: table.column("cell_id").unique().to_pylist(), missing_ok=DIAGNOSTIC_COLUMNS)
-        except Exception as exc:   # pyarrow raises ArrowInvalid, OSError, ... for a damaged file
-            problem = f"unreadable ({_one_line(exc)})"
-        if problem is not None:
-            raise HarnessError(f"{path} is {problem}; rerun the sweep command to set it aside and redo the cell")
-        for name in DIAGNOSTIC_COLUMNS:   # stored before the column existed: NaN (a sweep reruns its cell)
-            if name not in table.column_names:
-                table = table.append_column(name, pa.nulls(table.num_rows, pa.float64()))
-        tables.append(table.select(list(COLUMNS)))
-    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
-
-
-def _read_checked(path: Path) -> pd.DataFrame:
-    """One stored cell, read once and checked as :func:`check_cell_file` would."""
+    tables = [_read_checked(path) for path in paths]
     try:
-        frame = pd.read_parquet(path)
-        # a file stored before the diagnostic columns existed reads with them NaN (a sweep reruns its cell)
-        problem = _problem(path, frame.columns, lambda: frame["cell_id"], missing_ok=DIAGNOSTIC_COLUMNS)
+        return _coerce(pa.concat_tables(tables, promote_options="permissive").to_pandas(), stored_text=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):   # checked files whose column types do not unify: one by one
+        return _coerce(pd.concat([table.to_pandas() for table in tables], ignore_index=True))
+
+
+def _read_checked(path: Path) -> pa.Table:
+    """One stored cell, read once and checked as :func:`check_cell_file` would, in the stored column order."""
+    try:
+        table = pq.ParquetFile(path).read()   # a third of read_table's per-file cost (no dataset layer)
+        problem = _problem(path, table.column_names,
+                           lambda: table.column("cell_id").unique().to_pylist(), missing_ok=DIAGNOSTIC_COLUMNS)
     except Exception as exc:   # pyarrow raises ArrowInvalid, OSError, ... for a damaged file
         problem = f"unreadable ({_one_line(exc)})"
     if problem is not None:
         raise HarnessError(f"{path} is {problem}; rerun the sweep command to set it aside and redo the cell")
-    return frame
+    for name in DIAGNOSTIC_COLUMNS:   # stored before the column existed: NaN (a sweep reruns its cell)
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, pa.float64()))
+    return table.select(list(COLUMNS))
 
 
 def export_csv(sweep_dir, frame: pd.DataFrame | None = None) -> Path:

@@ -34,7 +34,7 @@ from harness.learning import kernels, metrics, schedules, stacked_kernels, train
 from harness.learning.checks import refusal
 from harness.learning.model import MLP
 from harness.learning.runconfig import RunConfig
-from harness.learning.split import Split, load_split
+from harness.learning.split import Split
 from harness.learning.stopping import Outcome, Stopper
 from harness.plugin.specs import resolve_params
 from harness.results.schema import RECORD_COLUMNS
@@ -64,13 +64,9 @@ def train_stacked(configs: list[RunConfig], split: Optional[Split] = None, regis
     stack = _Stack.build(configs, split, registry)
     if stack is None:
         if split is None and len(configs) > 1:
-            split = _load_split(configs[0], registry)
+            split = trainer.run_split(configs[0], registry)
         return [trainer.train(config, split=split, registry=registry) for config in configs]
     return stack.train()
-
-
-def _load_split(config: RunConfig, registry) -> Split:
-    return load_split(config.dataset, seed=config.seed, registry=registry, **dict(config.dataset_params))
 
 
 class _Run:
@@ -117,7 +113,7 @@ class _Stack:
         for c in configs:
             trainer._validate(c)
         if split is None:
-            split = _load_split(config, registry)
+            split = trainer.run_split(config, registry)
         parts = trainer.run_parts(split, config.dtype)
         X, y = parts["train"]
         n_classes = split.n_classes

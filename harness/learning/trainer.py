@@ -32,7 +32,7 @@ from harness.learning import kernels, metrics, schedules
 from harness.learning.checks import refusal
 from harness.plugin.specs import Refused, resolve_params
 from harness.learning.runconfig import RunConfig, validate_run
-from harness.learning.split import Split
+from harness.learning.split import Split, load_split
 from harness.learning.model import MLP
 from harness.results.schema import INT_COLUMNS, METRICS, RECORD_COLUMNS, SPLITS, STR_COLUMNS
 from harness.learning.stopping import Outcome, Stopper
@@ -148,6 +148,11 @@ def _own(values: np.ndarray, dtype) -> np.ndarray:
     return out if out.flags.writeable else out.copy()
 
 
+def run_split(config: RunConfig, registry) -> Split:
+    """The split a run trains on: its dataset, params and seed (cached per process by ``load_split``)."""
+    return load_split(config.dataset, seed=config.seed, registry=registry, **dict(config.dataset_params))
+
+
 def run_parts(split: Split, dtype) -> dict:
     """``{part: (X, y)}`` of a run: its own writable copies of the split's arrays in the run's dtype."""
     return {part: (_own(getattr(split, f"X_{part}"), np.dtype(dtype)), _own(getattr(split, f"y_{part}"), np.int64))
@@ -229,10 +234,7 @@ def train(config: RunConfig, split: Optional[Split] = None, registry=None,
     _validate(config)
 
     if split is None:
-        from harness.learning.split import load_split
-
-        split = load_split(config.dataset, seed=config.seed, registry=registry,
-                           **dict(config.dataset_params))
+        split = run_split(config, registry)
     parts = run_parts(split, config.dtype)
     X, y = parts["train"]
     n, n_classes = len(y), split.n_classes

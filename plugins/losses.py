@@ -110,6 +110,12 @@ class SoftmaxCrossEntropy:
         weights = np.ones(self.n_outputs) if self.weights is None else self.weights
         return kernels.SOFTMAX_CE[str(np.dtype(dtype))], weights
 
+    def compiled_predict(self, dtype):
+        """Evaluation capability: the compiled kernel of ``argmax(predict_proba)`` per row (no parameters)."""
+        from harness_plugins import kernels
+
+        return kernels.SOFTMAX_CLASS[str(np.dtype(dtype))], np.zeros(1)
+
     def per_sample(self, logits, y) -> np.ndarray:
         """``-log_softmax(logits)[i, y_i]`` (times the class weight), bit for bit, with less work per row.
 
@@ -167,6 +173,12 @@ class SigmoidBinaryCrossEntropy:
         from harness_plugins import kernels  # numba loads only when a run takes the compiled path
 
         return kernels.SIGMOID_BCE[str(np.dtype(dtype))], np.zeros(1)
+
+    def compiled_predict(self, dtype):
+        """Evaluation capability: the compiled kernel of ``argmax(predict_proba)`` per row (no parameters)."""
+        from harness_plugins import kernels
+
+        return kernels.SIGMOID_CLASS[str(np.dtype(dtype))], np.zeros(1)
 
     def per_sample(self, logits, y) -> np.ndarray:
         return np.asarray(self._per_sample(logits, y), dtype=np.float64)

@@ -163,6 +163,65 @@ def check_loss_grad_one(spec: LossSpec) -> None:
                 f"(max difference {max(np.abs(got - one_row[0]).max(), np.abs(got - n * batch_grad[i]).max()):.2e})")
 
 
+def _prediction_cases(n_outputs: int, rng) -> np.ndarray:
+    """Logits where rounding inside predict_proba decides the class, beside ordinary ones."""
+    ordinary = rng.normal(scale=3.0, size=(200, n_outputs))
+    near = rng.normal(scale=3.0, size=(200, n_outputs))
+    rows = np.arange(len(near))
+    if n_outputs > 1:   # a second class just below, at or just above the largest logit
+        top = near.max(axis=1)
+        near[rows, (near.argmax(axis=1) + 1) % n_outputs] = top + rng.integers(-3, 4, len(near)) * np.spacing(top)
+    else:               # a single sigmoid unit within rounding of 0
+        near[:, 0] = rng.integers(-3, 4, len(near)) * 1e-17
+    tiny = rng.normal(scale=1e-15, size=(100, n_outputs))
+    large = rng.normal(scale=50.0, size=(100, n_outputs))
+    extreme = np.sign(rng.normal(size=(50, n_outputs))) * 1e4
+    odd = np.array([[np.nan] * n_outputs, [np.inf] * n_outputs, [-np.inf] * n_outputs, [0.0] * n_outputs])
+    return np.concatenate([ordinary, near, tiny, large, extreme, odd])
+
+
+def check_loss_compiled_predict(spec: LossSpec) -> None:
+    """The optional evaluation kernel ``compiled_predict(dtype)`` picks ``argmax(predict_proba)`` or declines.
+
+    Where the kernel names a class it must be the one the numpy evaluation
+    picks (first maximum on ties), on ordinary logits, near-ties, tiny, large
+    and non-finite ones; it may answer UNSURE (-1) where rounding decides, but
+    must decide nearly all ordinary rows, or the evaluation falls back to
+    ``predict_proba`` every epoch.
+    """
+    from harness.learning import evaluation
+
+    for n_classes in (2, 3):
+        loss, _, _ = _loss_case(spec, n_classes, seed=6)
+        offer = getattr(loss, "compiled_predict", None)
+        if offer is None:
+            return
+        for dtype in ("float64", "float32"):
+            found = offer(dtype)
+            if found is None:
+                continue
+            kernel, params = found
+            want_sig = evaluation.PREDICT_SIGNATURES.get(np.dtype(dtype))
+            assert getattr(kernel, "_sig", None) == want_sig, (
+                f"{spec.name}: compiled_predict({dtype!r}) must return a numba cfunc with the signature {want_sig} "
+                f"(docs/learning.md, Evaluation); the engine ignores any other")
+            logits = _prediction_cases(loss.n_outputs, np.random.default_rng(n_classes)).astype(dtype)
+            with np.errstate(all="ignore"):
+                want = np.argmax(loss.predict_proba(logits), axis=1)
+            got = evaluation.predict_classes(kernel, params, logits)
+            decided = got != evaluation.UNSURE
+            assert np.all((got >= evaluation.UNSURE) & (got < n_classes)), (
+                f"{spec.name}: compiled_predict({dtype!r}) wrote classes outside -1..{n_classes - 1}")
+            wrong = np.flatnonzero(decided & (got != want))
+            assert not len(wrong), (
+                f"{spec.name}: compiled_predict({dtype!r}) picks class {got[wrong[0]]} for logits "
+                f"{logits[wrong[0]].tolist()}, argmax(predict_proba) picks {want[wrong[0]]}; answer -1 where "
+                f"rounding can decide")
+            assert decided[:200].mean() >= 0.9, (
+                f"{spec.name}: compiled_predict({dtype!r}) declines {100 * (1 - decided[:200].mean()):.0f}% of "
+                "ordinary rows; the evaluation would fall back to predict_proba")
+
+
 # --------------------------------------------------------------------------- optimizers
 def _blobs(seed: int = 0, n: int = 60, d: int = 4, k: int = 3):
     rng = np.random.default_rng(seed)
@@ -324,7 +383,7 @@ def check_dataset_split(spec: DatasetSpec) -> None:
 # --------------------------------------------------------------------------- entry points
 _CHECKS: dict[type, tuple[Callable[..., None], ...]] = {
     LossSpec: (check_loss_gradient, check_loss_values, check_loss_confident, check_loss_extreme_logits,
-               check_loss_leaves_inputs_unchanged, check_loss_grad_one),
+               check_loss_leaves_inputs_unchanged, check_loss_grad_one, check_loss_compiled_predict),
     OptimizerSpec: (check_optimizer_descends, check_optimizer_deterministic, check_optimizer_pickle,
                     check_optimizer_lr_grid),
     DatasetSpec: (check_dataset_arrays, check_dataset_split),

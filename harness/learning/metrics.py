@@ -79,4 +79,13 @@ def batch_shift(z: np.ndarray, starts: np.ndarray) -> float:
     constant = sigma <= len(z) * np.finfo(np.float64).eps * np.abs(z).max(axis=0, initial=0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         shift = np.where(constant, 0.0, (means - mu) / sigma)
+    return mean_batch_shift(shift)
+
+
+def mean_batch_shift(shift: np.ndarray) -> float:
+    """The mean over batches (rows) of the root mean square over units of the standardised shifts.
+
+    The last step of :func:`batch_shift`, shared with the compiled evaluation
+    (``harness.learning.evaluation``), which computes ``shift`` itself.
+    """
     return float(np.mean(np.sqrt(np.mean(shift * shift, axis=1))))

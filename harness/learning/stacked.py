@@ -119,6 +119,7 @@ class _Stack:
         n_classes = split.n_classes
         minority = metrics.minority_class(split.y_train, n_classes)
         rng = trainer.batch_rng(config.seed)
+        rows = trainer.EvaluationRows(parts, n_classes)   # the stacked evaluation rows, shared by the runs
         runs, plans, per_epoch = [], [], 1
         for c in configs:
             loss = loss_spec.factory(split.y_train, n_classes, **loss_params)
@@ -132,7 +133,7 @@ class _Stack:
                 per_epoch = trainer._updates_per_epoch(optimizer, len(y), rng)
             plans.append(plan)
             runs.append(_Run(c, model, optimizer, loss, schedules.from_config(c, per_epoch),
-                             trainer._Evaluator(model, loss, parts, n_classes, minority)))
+                             trainer._Evaluator(model, loss, parts, n_classes, minority, rows=rows)))
         if any(not np.array_equal(p.kernel_params, plans[0].kernel_params) or p.kernel is not plans[0].kernel
                for p in plans):
             return None

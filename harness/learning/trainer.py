@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from harness.learning import kernels, metrics, schedules
+from harness.learning import evaluation, kernels, metrics, schedules
 from harness.learning.checks import refusal
 from harness.plugin.specs import Refused, resolve_params
 from harness.learning.runconfig import RunConfig, validate_run
@@ -58,32 +58,69 @@ def _validate(config: RunConfig) -> None:
     validate_run(config)
 
 
+class EvaluationRows:
+    """The train, val and test rows of a run stacked once (in ``SPLITS`` order), shared by its evaluations.
+
+    ``bounds`` are the parts' first rows (and the end); ``bins`` the bin of each
+    row's (part, true class) in the stacked confusion counts, to which the
+    predicted class is added; ``train`` the training part they were stacked from
+    (a ``bn_batch_shift`` of those rows can be measured on the stacked product).
+    """
+
+    def __init__(self, parts: dict, n_classes: int):
+        sizes = [len(parts[part][1]) for part in SPLITS]
+        self.train = parts["train"][0]
+        self.bounds = np.cumsum([0, *sizes])
+        self.X = np.ascontiguousarray(np.concatenate([parts[part][0] for part in SPLITS]))
+        self.y = np.concatenate([np.asarray(parts[part][1], np.int64) for part in SPLITS])
+        self.bins = np.repeat(np.arange(len(SPLITS)) * (n_classes * n_classes), sizes) + self.y * n_classes
+
+
 class _Evaluator:
     """Loss, metrics and diagnostics of the current model on the train, val and test parts.
 
-    The three parts are stacked once, so each evaluation is one forward pass (one
+    The three parts are stacked once (:class:`EvaluationRows`; several runs on
+    the same parts may share one), so each evaluation is one forward pass (one
     matrix product per layer), one ``per_sample`` and one ``predict_proba`` call,
     and one ``np.bincount`` for the three confusion matrices; the outputs are then
     split per part. This needs only what the loss contract already says: both
     methods work row by row. ``batch_shift`` (a :class:`_BatchShift`, or None)
     adds the ``bn_batch_shift`` diagnostic; without it that column is NaN.
+
+    When the model and the loss offer it, the compiled evaluation
+    (``harness.learning.evaluation``) computes the same row instead.
     """
 
     def __init__(self, model: MLP, loss, parts: dict, n_classes: int, minority: int,
-                 batch_shift: Optional["_BatchShift"] = None):
+                 batch_shift: Optional["_BatchShift"] = None, rows: Optional[EvaluationRows] = None):
         self.model, self.loss, self.parts = model, loss, parts
         self.n_classes, self.minority = n_classes, minority
         self.batch_shift = batch_shift
-        sizes = [len(parts[part][1]) for part in SPLITS]
-        self._bounds = np.cumsum([0, *sizes])
-        self._X = np.ascontiguousarray(np.concatenate([parts[part][0] for part in SPLITS]))
-        self._y = np.concatenate([np.asarray(parts[part][1], np.int64) for part in SPLITS])
-        # bin of (part, true class) in the stacked confusion counts; the predicted class is added per call
-        k2 = n_classes * n_classes
-        self._bins = np.repeat(np.arange(len(SPLITS)) * k2, sizes) + self._y * n_classes
+        self.rows = rows if rows is not None else EvaluationRows(parts, n_classes)
+        self._X, self._y, self._bounds, self._bins = self.rows.X, self.rows.y, self.rows.bounds, self.rows.bins
         self._confusion_text = ("", "")   # (counts as bytes, their JSON): the text is rebuilt only on change
+        self.compiled = self._compiled_path()
+
+    def _compiled_path(self):
+        """The compiled evaluation when model and loss offer it (``harness.learning.evaluation``), else None.
+
+        It measures ``bn_batch_shift`` from its own product over the stacked
+        training rows, so the shift must be of those rows.
+        """
+        shift = None
+        if self.batch_shift is not None:
+            if self.batch_shift.source is not self.rows.train:
+                return None
+            shift = (self.batch_shift.order, self.batch_shift.starts)
+        return evaluation.compiled_evaluation(self.model, self.loss, self.rows, self.n_classes, self.minority, shift)
 
     def __call__(self) -> dict:
+        row, confusion = self.compiled() if self.compiled is not None else self._numpy_row()
+        row["test_confusion"] = self._confusion_json(confusion)
+        return row
+
+    def _numpy_row(self) -> tuple[dict, np.ndarray]:
+        """The general path: the plugins' own methods on the stacked rows (and the test part's counts)."""
         row = {}
         K = self.n_classes
         with np.errstate(all="ignore"):
@@ -101,8 +138,7 @@ class _Evaluator:
                 for key, value in scores.items():
                     row[f"{part}_{key}"] = value
             row["bn_batch_shift"] = self.batch_shift() if self.batch_shift is not None else float("nan")
-        row["test_confusion"] = self._confusion_json(counts[-1])
-        return row
+        return row, counts[-1]
 
     def _confusion_json(self, confusion: np.ndarray) -> str:
         """``json.dumps(confusion.tolist())``, reused while the counts stay the same (they often do)."""
@@ -115,16 +151,18 @@ class _Evaluator:
 class _BatchShift:
     """The ``bn_batch_shift`` diagnostic of a batch-norm model (see ``metrics.batch_shift``).
 
-    The training rows are cut once, in an order drawn from the run's seed on its
-    own stream (not the batching stream, so measuring never changes training),
+    The training rows ``X`` are cut once, in an order drawn from the run's seed on
+    its own stream (not the batching stream, so measuring never changes training),
     into consecutive batches of the run's batch size; each call measures the first
-    BN layer's inputs at the current weights.
+    BN layer's inputs at the current weights. ``source``, ``order`` and ``starts``
+    let the compiled evaluation take the same rows from its own first-layer product.
     """
 
     def __init__(self, model: MLP, X: np.ndarray, batch_size: Optional[int], seed: int):
         n = len(X)
         rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(SHIFT_STREAM,)))
-        self.model, self.X = model, np.ascontiguousarray(X[rng.permutation(n)])
+        self.order = rng.permutation(n)
+        self.model, self.source, self.X = model, X, np.ascontiguousarray(X[self.order])
         size = n if not batch_size else int(batch_size)
         starts = np.arange(0, n, size)
         if n > size and n % size == 1:

@@ -222,6 +222,60 @@ def check_loss_compiled_predict(spec: LossSpec) -> None:
                 "ordinary rows; the evaluation would fall back to predict_proba")
 
 
+def _call_row_kernel(kernel, z: np.ndarray, label: int, params: np.ndarray) -> tuple[float, np.ndarray]:
+    """Call a row cfunc through its ctypes entry point (no engine code between the kernel and the check)."""
+    import ctypes
+
+    z = np.ascontiguousarray(z)
+    params = np.ascontiguousarray(params, dtype=np.float64)
+    g = np.full_like(z, np.nan)   # a kernel must write every entry, never read g first
+    T = ctypes.POINTER(np.ctypeslib.as_ctypes_type(z.dtype))
+    value = kernel.ctypes(z.ctypes.data_as(T), len(z), int(label),
+                          params.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), g.ctypes.data_as(T))
+    return float(value), g
+
+
+def check_loss_compiled_row_grad(spec: LossSpec) -> None:
+    """The optional training kernel ``compiled_row_grad(dtype)`` agrees with ``per_sample`` and ``loss_grad``.
+
+    The compiled epochs call it instead of ``loss_grad``: for every row its
+    value must be that row's ``per_sample`` loss and its gradient n times the
+    row's share of the batch gradient (1e-12 relative in float64, 1e-4 in
+    float32), on ordinary and on large logits.
+    """
+    from harness.learning import kernels
+
+    for n_classes in (2, 3):
+        loss, logits, y = _loss_case(spec, n_classes, seed=7)
+        offer = getattr(loss, "compiled_row_grad", None)
+        if offer is None:
+            return
+        logits = np.concatenate([logits, 40.0 * logits[:3]])
+        y = np.concatenate([y, y[:3]])
+        for dtype, tol in (("float64", 1e-12), ("float32", 1e-4)):
+            found = offer(dtype)
+            if found is None:
+                continue
+            kernel, params = found
+            want_sig = kernels.ROW_SIGNATURES.get(np.dtype(dtype))
+            assert getattr(kernel, "_sig", None) == want_sig, (
+                f"{spec.name}: compiled_row_grad({dtype!r}) must return a numba cfunc with the signature "
+                f"{want_sig} (docs/learning.md, The compiled fast path); the engine ignores any other")
+            per = np.asarray(loss.per_sample(logits.copy(), y.copy()), np.float64)
+            batch = np.zeros_like(logits)
+            loss.loss_grad(logits.copy(), y.copy(), batch)
+            want_grad = len(y) * batch
+            z = logits.astype(dtype)
+            for i in range(len(y)):
+                value, g = _call_row_kernel(kernel, z[i], int(y[i]), params)
+                assert np.isclose(value, per[i], rtol=tol, atol=tol), (
+                    f"{spec.name}: compiled_row_grad({dtype!r}) gives {value} for logits {logits[i].tolist()} "
+                    f"and label {y[i]}; per_sample gives {per[i]}")
+                assert np.allclose(g, want_grad[i], rtol=tol, atol=tol), (
+                    f"{spec.name}: compiled_row_grad({dtype!r})'s gradient {g.tolist()} differs from loss_grad's "
+                    f"row {want_grad[i].tolist()} (logits {logits[i].tolist()}, label {y[i]})")
+
+
 # --------------------------------------------------------------------------- optimizers
 def _blobs(seed: int = 0, n: int = 60, d: int = 4, k: int = 3):
     rng = np.random.default_rng(seed)
@@ -383,7 +437,8 @@ def check_dataset_split(spec: DatasetSpec) -> None:
 # --------------------------------------------------------------------------- entry points
 _CHECKS: dict[type, tuple[Callable[..., None], ...]] = {
     LossSpec: (check_loss_gradient, check_loss_values, check_loss_confident, check_loss_extreme_logits,
-               check_loss_leaves_inputs_unchanged, check_loss_grad_one, check_loss_compiled_predict),
+               check_loss_leaves_inputs_unchanged, check_loss_grad_one, check_loss_compiled_row_grad,
+               check_loss_compiled_predict),
     OptimizerSpec: (check_optimizer_descends, check_optimizer_deterministic, check_optimizer_pickle,
                     check_optimizer_lr_grid),
     DatasetSpec: (check_dataset_arrays, check_dataset_split),

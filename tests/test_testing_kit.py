@@ -145,3 +145,26 @@ def test_unpicklable_optimizer_state_gets_one_clear_message():
     message = str(err.value)
     assert message.startswith("o: the optimizer does not pickle after some steps")
     assert "keep only picklable state" in message and "\n" not in message
+
+
+def test_row_kernel_check_passes_the_built_ins_and_catches_a_wrong_kernel():
+    """The compiled training kernel must agree with per_sample and loss_grad row by row."""
+    from harness_plugins.losses import make_bce, make_ce
+
+    ce_type, bce_type = type(make_ce(np.arange(4) % 2, 2)), type(make_bce(np.arange(4) % 2, 2))
+
+    class WrongKernel(ce_type):   # softmax cross-entropy's methods, a sigmoid kernel
+        def compiled_row_grad(self, dtype):
+            return make_bce(np.arange(4) % 2, 2).compiled_row_grad(dtype)
+
+    class WrongSignature(ce_type):
+        def compiled_row_grad(self, dtype):
+            return make_ce(np.arange(4) % 2, 2).compiled_predict(dtype)
+
+    spec = lambda cls: LossSpec("l", "test loss", lambda y, k: cls(k))   # noqa: E731
+    with pytest.raises(AssertionError, match="per_sample gives"):
+        testing.check_loss_compiled_row_grad(spec(WrongKernel))
+    with pytest.raises(AssertionError, match="signature"):
+        testing.check_loss_compiled_row_grad(spec(WrongSignature))
+    testing.check_loss_compiled_row_grad(spec(ce_type))
+    testing.check_loss_compiled_row_grad(LossSpec("b", "test loss", lambda y, k: bce_type(k)))

@@ -22,6 +22,7 @@ IMBALANCED = 2.0    # the largest test class at least this many times the smalle
 LONG = 100          # epochs: the budget at which "kicked out of local minima" is read (the lecture preset's)
 SETTLED = 0.001     # fluctuations (mean |change of log loss| per epoch) closer than this are a tie
 BN_SHIFT_TIE = 0.02     # bn_batch_shift is in units of the full-set standard deviation
+LECTURE_PRESET = "the lecture preset (python -m harness sweep --config lecture)"
 
 
 def _imbalanced(section) -> bool:
@@ -108,7 +109,7 @@ CLAIMS = (
                 "updates. We must shrink the learning rate with iterations to prevent this\"; \"Convergence has "
                 "been proven to be when alpha = 1/sqrt(m)\" (SGD slides).",
         factor="schedule", a=schedule, b="constant", metric="train_loss", direction="lower",
-        statistic="fluctuation", window=0.5, tie=SETTLED, applies=_sgd,
+        statistic="fluctuation", window=0.5, tie=SETTLED, applies=_sgd, tested_by=LECTURE_PRESET,
         budgets=(_END, _HALF, Budget("epoch", fraction=0.1)),
         rule=f"SGD only (applies() keeps the pairs whose optimizer is sgd), same model, seed and epochs; each "
              f"schedule at its own tuned initial rate. Measure: the mean absolute change of the log training loss "
@@ -121,7 +122,7 @@ CLAIMS = (
         description="Mini-batch noise kicks the loss out of local minima that BGD stays in",
         lecture="\"BGD vs SGD vs Mini-BGD: 'Kicking' the cost function out of local mins\" (slides).",
         factor="optimizer", a="minibatch", b="bgd", metric="train_loss", direction="lower",
-        applies=_non_convex, budgets=(Budget("epoch", value=LONG), _END),
+        applies=_non_convex, budgets=(Budget("epoch", value=LONG), _END), tested_by=LECTURE_PRESET,
         rule=f"Non-convex models only (a hidden layer: the convex model has no local minimum to escape). "
              f"Final training loss after a long budget, epoch {LONG} (observable only in sweeps that run that "
              f"long, such as the lecture preset), and at the end of the runs: minibatch lower than bgd, each "
@@ -134,7 +135,7 @@ CLAIMS = (
         lecture="\"Batches may not be similarly distributed. The smaller the batch size, the more likely the "
                 "statistics will be influenced by outliers\" (Mini-Batch Normalization slide).",
         factor="optimizer_params.batch_size", a=64, b=16, metric="bn_batch_shift", direction="lower",
-        scale="linear", tie=BN_SHIFT_TIE, statistic="area", applies=_batch_norm,
+        scale="linear", tie=BN_SHIFT_TIE, statistic="area", applies=_batch_norm, tested_by=LECTURE_PRESET,
         budgets=(_END, Budget("epoch", value=1)),
         rule="minibatch-bn only, batch size 64 against 16 (the lecture preset's). Measure: bn_batch_shift, "
              "the RMS over the first batch-norm layer's units of (batch mean - full training-set mean) / full "
@@ -148,7 +149,7 @@ CLAIMS = (
         lecture="\"BGD outperforms SGD after many iterations\" (BGD vs SGD slide); \"Convex => convergence "
                 "global min\" (SGD slide).",
         factor="optimizer", a="bgd", b="sgd", metric="train_loss_excess", direction="lower",
-        budgets=(_END, _HALF), applies=_convex,
+        budgets=(_END, _HALF), applies=_convex, tested_by=LECTURE_PRESET,
         rule="Convex model only (no hidden layer), where the stored reference optimum L* of the training loss "
              "exists: the measure is the excess L - L* (floored at 1e-10, the optimum's own accuracy), compared "
              "on log scale, so it asks which run got nearer the global minimum, not which loss is lower by 1%. "

@@ -241,6 +241,10 @@ def test_claims_without_pairs_do_not_enter_holm():
     assert sum(r.headline.evidence is not None for r in got.values()) == 5    # all but wce-recall (no wce)
     for name in NEW[:2]:
         assert "no runs with schedule = inverse" in got[name].headline.reason
+    for name in NEW:   # an untested claim says where runs that test it come from
+        assert got[name].headline.evidence is None
+        assert got[name].headline.reason.endswith("not tested here: runs that test it come from the lecture "
+                                                  "preset (python -m harness sweep --config lecture)")
     assert "no pair in a section" in got["bn-small-batch-outliers"].headline.reason \
         or "no runs with" in got["bn-small-batch-outliers"].headline.reason
     six = _evaluate(results, *CLAIMS[:6])

@@ -95,6 +95,9 @@ class ClaimSpec:
       ``imbalance`` (largest/smallest class count of the test split), the params dicts, and
       ``optimizer`` and ``schedule`` (a setting that is the claim's factor is None there, its
       params dict empty), so a claim about schedules can restrict itself to one optimizer.
+    * ``tested_by``: optional; where runs that can test the claim come from (a preset or a
+      command, e.g. ``python -m harness sweep --config lecture``). A page whose sweep has no
+      pair for the claim names it in the claim's reason, so "inconclusive" says where to look.
     """
 
     name: str
@@ -114,6 +117,7 @@ class ClaimSpec:
     applies: Optional[Callable[[Mapping], bool]] = None
     rule: str = ""
     tuned_for: str = "train_loss_auc"
+    tested_by: str = ""
     kind: str = "claim"
 
     def __post_init__(self):

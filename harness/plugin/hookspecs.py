@@ -63,8 +63,8 @@ def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
 def register_claims(register: Callable[[ClaimSpec], None]) -> None:
     """Register claims the report tests: call ``register(ClaimSpec(...))`` once for each.
 
-    A claim compares runs that differ in one factor alone (docs/reports.md,
-    "Adding a claim"). Called like :func:`register_optimizers`, with the same
+    A claim compares runs that differ in one factor alone (docs/plugins.md,
+    "Claims"; how it is tested: docs/reports.md). Called like :func:`register_optimizers`, with the same
     failure rules.
     """
 

@@ -490,13 +490,17 @@ def _judge(results: list[ClaimResult], alpha: float) -> None:
 
 
 def _missing(result: ClaimResult, br: BudgetResult) -> str:
+    """Why a budget has no evidence, and where runs that test the claim come from when the claim says."""
     if result.note:
-        return result.note
-    if br.unobserved:
-        return (f"no pair is observable at this budget ({br.unobserved} pair(s) lack a record there: a run "
-                f"stopped before it, or it falls before a run's first record): no budget of this kind where "
-                f"the claim can be checked exists in this sweep")
-    return "no pairs"
+        reason = result.note
+    elif br.unobserved:
+        reason = (f"no pair is observable at this budget ({br.unobserved} pair(s) lack a record there: a run "
+                  f"stopped before it, or it falls before a run's first record): no budget of this kind where "
+                  f"the claim can be checked exists in this sweep")
+    else:
+        reason = "no pairs"
+    where = result.spec.tested_by.strip()
+    return f"{reason}; not tested here: runs that test it come from {where}" if where else reason
 
 
 # --------------------------------------------------------------------------- description and tables

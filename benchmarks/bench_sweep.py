@@ -21,7 +21,11 @@ way a worker runs them: load (``load_split``), train (the records'
 wrapping it), frame (``cell_frame``), store (``write_cell``) and overhead (the
 rest of the cell's wall: building the model, plugin factories, the records
 frame). One warm-up cell per optimizer and dataset runs first (numba kernels,
-the raw-data cache), as a worker would have done before.
+the raw-data cache), as a worker would have done before. ``eval floor`` times
+the evaluations' matrix products alone (one product per layer over the
+stacked train, val and test rows, as many times as the cell evaluated): what
+any per-epoch evaluation of every split must compute, so the evaluation's
+share cannot fall below the floor's without evaluating fewer rows or epochs.
 
 The load average is printed at start and end: on a shared machine every number
 here is inflated, ratios within one run less so.
@@ -159,7 +163,10 @@ def spawn(run: str, args, folder: Path) -> dict:
 # --------------------------------------------------------------------------- per-cell breakdown
 @contextlib.contextmanager
 def _timed_evaluation(clock: list):
-    """Add the wall of every per-epoch evaluation to ``clock[0]`` (wraps the trainer's evaluator)."""
+    """Add the wall of every per-epoch evaluation to ``clock[0]`` (wraps the trainer's evaluator).
+
+    ``clock[1]`` counts the evaluations, ``clock[2]`` keeps the last evaluator (for its floor).
+    """
     from harness.learning import trainer
 
     evaluator = getattr(trainer, "_Evaluator", None)
@@ -174,6 +181,8 @@ def _timed_evaluation(clock: list):
             return original(self, *a, **k)
         finally:
             clock[0] += time.perf_counter() - t
+            clock[1] += 1
+            clock[2] = self
 
     evaluator.__call__ = timed
     try:
@@ -196,13 +205,36 @@ def _sample(plan_cells: list, per_group: int) -> tuple:
     return warm, sample
 
 
+def evaluation_floor(evaluator, count: int, repeats: int = 3) -> float:
+    """Seconds of ``count`` evaluations' matrix products alone: one product per layer over the stacked
+    train, val and test rows, as every evaluation must compute (the rest of an evaluation is per-row work).
+
+    The best of ``repeats``; NaN when the evaluator is not the trainer's (no model or rows to read).
+    """
+    model, rows = getattr(evaluator, "model", None), getattr(evaluator, "rows", None)
+    if model is None or rows is None or not count:
+        return float("nan")
+    import numpy as np
+
+    weights = list(model.W)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(count):
+            a = rows.X
+            for W in weights:
+                a = np.matmul(a, W)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
 def time_cell(cell, registry, folder: Path, sweep: str) -> dict:
     from harness.learning.split import load_split
     from harness.learning.trainer import train
     from harness.results.store import cell_frame, write_cell
 
     config = cell.config
-    evaluation = [0.0]
+    evaluation = [0.0, 0, None]
     with _timed_evaluation(evaluation) as evaluated:
         t0 = time.perf_counter()
         split = load_split(config.dataset, seed=config.seed, registry=registry, **dict(config.dataset_params))
@@ -218,6 +250,7 @@ def time_cell(cell, registry, folder: Path, sweep: str) -> dict:
              "frame": t3 - t2, "store": t4 - t3}
     times["overhead"] = (t4 - t0) - sum(v for v in times.values() if v == v)
     times["wall"] = t4 - t0
+    times["eval floor"] = evaluation_floor(evaluation[2], evaluation[1]) if evaluated else float("nan")
     return {"optimizer": config.optimizer, "dataset": config.dataset, **times}
 
 
@@ -245,7 +278,8 @@ def _ms(values: list) -> str:
 def print_breakdown(rows: list) -> None:
     print(f"\n# per-cell breakdown: {len(rows)} sampled tuning cells run in-process, BLAS pinned to 1 thread; "
           "medians in ms (and % of the median cell wall)")
-    head = f"{'optimizer':14s}{'dataset':20s}{'n':>3s}" + "".join(f"{p:>10s}" for p in PARTS) + f"{'wall':>10s}"
+    head = (f"{'optimizer':14s}{'dataset':20s}{'n':>3s}" + "".join(f"{p:>10s}" for p in PARTS) + f"{'wall':>10s}"
+            + f"{'eval floor':>11s}")
     print(head)
     print("-" * len(head))
     groups: dict = {}
@@ -253,7 +287,7 @@ def print_breakdown(rows: list) -> None:
         groups.setdefault((row["optimizer"], row["dataset"]), []).append(row)
     for (opt, ds), rs in sorted(groups.items()):
         print(f"{opt:14s}{ds:20s}{len(rs):3d}" + "".join(_ms([r[p] for r in rs]) + " " for p in PARTS)[:-1]
-              + _ms([r["wall"] for r in rs]))
+              + _ms([r["wall"] for r in rs]) + "  " + _ms([r["eval floor"] for r in rs]))
     wall = statistics.median(r["wall"] for r in rows)
     line = f"{'all':34s}{len(rows):3d}"
     shares = []
@@ -262,7 +296,7 @@ def print_breakdown(rows: list) -> None:
         med = statistics.median(values) if values else float("nan")
         line += _ms(values) + " "
         shares.append(f"{p} {100 * med / wall:.0f}%" if med == med else f"{p} n/a")
-    print(line[:-1] + _ms([r["wall"] for r in rows]))
+    print(line[:-1] + _ms([r["wall"] for r in rows]) + "  " + _ms([r["eval floor"] for r in rows]))
     # the shares of the summed time say what the sweep's cells spend, long cells weighing more
     total = sum(r["wall"] for r in rows)
     summed = ", ".join(f"{p} {100 * sum(r[p] for r in rows if r[p] == r[p]) / total:.0f}%" for p in PARTS)
@@ -272,6 +306,13 @@ def print_breakdown(rows: list) -> None:
     print(f"# per-cell time outside training and evaluation: median {1000 * statistics.median(out_of_loop):.1f} ms "
           f"(target <= 20 ms); evaluation share of the summed cell wall "
           f"{100 * sum(r['evaluate'] for r in rows if r['evaluate'] == r['evaluate']) / total:.0f}% (target <= 10%)")
+    floor = [r for r in rows if r["eval floor"] == r["eval floor"] and r["evaluate"] == r["evaluate"]]
+    if floor:
+        spent = sum(r["evaluate"] for r in floor)
+        least = sum(r["eval floor"] for r in floor)
+        print(f"# eval floor: the evaluations' matrix products alone (one per layer over the train, val and test "
+              f"rows, every epoch), {100 * least / sum(r['wall'] for r in floor):.0f}% of the summed cell wall; "
+              f"the evaluation takes {spent / least:.2f}x its floor")
 
 
 # --------------------------------------------------------------------------- the summary table

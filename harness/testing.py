@@ -276,6 +276,45 @@ def check_loss_compiled_row_grad(spec: LossSpec) -> None:
                     f"row {want_grad[i].tolist()} (logits {logits[i].tolist()}, label {y[i]})")
 
 
+def check_loss_optimum_logits(spec: LossSpec) -> None:
+    """The optional convex reference ``optimum_logits(X, y)`` returns the logits of a linear model that no
+    nearby linear model beats.
+
+    On overlapping blobs (not separable: the optimum is attained), for 2 and 3
+    classes: the logits have shape (n,) or (n, n_outputs) and are finite; they
+    are an affine function of X (least squares on [X, 1] reproduces them); and
+    moving that affine map a little in any of 40 random directions, or to the
+    zero map, does not lower the mean loss by more than 1e-9 relative.
+    """
+    for n_classes in (2, 3):
+        X, y = _blobs(seed=n_classes, n=90, d=3, k=n_classes)
+        X = X + np.random.default_rng(n_classes).normal(scale=1.5, size=X.shape)   # overlap: not separable
+        loss = spec.factory(y, n_classes, **resolve_params(spec.params, {}, spec.name))
+        solve = getattr(loss, "optimum_logits", None)
+        if solve is None:
+            return
+        got = solve(X.copy(), y.copy())
+        if got is None:
+            continue
+        logits = np.asarray(got, np.float64)
+        logits = logits[:, None] if logits.ndim == 1 else logits
+        assert logits.shape == (len(y), loss.n_outputs), (
+            f"{spec.name}: optimum_logits returned shape {np.shape(got)}, expected ({len(y)}, {loss.n_outputs})")
+        assert np.all(np.isfinite(logits)), f"{spec.name}: optimum_logits returned non-finite logits"
+        design = np.column_stack([X, np.ones(len(y))])
+        affine, *_ = np.linalg.lstsq(design, logits, rcond=None)
+        off = float(np.abs(design @ affine - logits).max()) / max(1.0, float(np.abs(logits).max()))
+        assert off < 1e-8, f"{spec.name}: optimum_logits are not an affine function of X (off by {off:.1e})"
+        best = float(np.mean(loss.per_sample(logits, y)))
+        rng = np.random.default_rng(0)
+        candidates = [np.zeros_like(affine)] + [affine + 1e-3 * rng.normal(size=affine.shape) for _ in range(40)]
+        for other in candidates:
+            value = float(np.mean(loss.per_sample(design @ other, y)))
+            assert value >= best - 1e-9 * max(1.0, abs(best)), (
+                f"{spec.name}: optimum_logits is not a minimum: a nearby linear model has mean loss {value!r} "
+                f"< {best!r} ({n_classes} classes)")
+
+
 # --------------------------------------------------------------------------- optimizers
 def _blobs(seed: int = 0, n: int = 60, d: int = 4, k: int = 3):
     rng = np.random.default_rng(seed)
@@ -438,7 +477,7 @@ def check_dataset_split(spec: DatasetSpec) -> None:
 _CHECKS: dict[type, tuple[Callable[..., None], ...]] = {
     LossSpec: (check_loss_gradient, check_loss_values, check_loss_confident, check_loss_extreme_logits,
                check_loss_leaves_inputs_unchanged, check_loss_grad_one, check_loss_compiled_row_grad,
-               check_loss_compiled_predict),
+               check_loss_compiled_predict, check_loss_optimum_logits),
     OptimizerSpec: (check_optimizer_descends, check_optimizer_deterministic, check_optimizer_pickle,
                     check_optimizer_lr_grid),
     DatasetSpec: (check_dataset_arrays, check_dataset_split),

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from harness.plugin import LossSpec, Param, hookimpl
-from harness.plugin.lossmath import class_weights, sigmoid, softmax, softplus
+from harness.plugin.lossmath import class_weights, logistic_regression_logits, sigmoid, softmax, softplus
 
 _subtract, _exp, _multiply, _dot = np.subtract, np.exp, np.multiply, np.dot
 _max_rows, _sum = np.maximum.reduce, np.add.reduce
@@ -135,6 +135,15 @@ class SoftmaxCrossEntropy:
     def predict_proba(self, logits) -> np.ndarray:
         return softmax(logits)
 
+    def optimum_logits(self, X, y) -> np.ndarray:
+        """The convex reference: softmax CE of a linear model is multinomial logistic regression; with
+        class weights, the same fit with each sample weighted by its class's weight (same minimiser as the
+        weighted mean). Binary data: logits (0, z), which softmax-CE scores as the logistic model."""
+        y = np.asarray(y)
+        weights = None if self.weights is None else self.weights[y]
+        z = logistic_regression_logits(X, y, sample_weight=weights)
+        return np.column_stack([np.zeros_like(z), z]) if z.ndim == 1 else z
+
 
 class SigmoidBinaryCrossEntropy:
     """Sigmoid + binary cross-entropy.
@@ -188,6 +197,15 @@ class SigmoidBinaryCrossEntropy:
             z = logits[:, 0]
             return np.column_stack([sigmoid(-z), sigmoid(z)])
         return softmax(-softplus(-logits))  # normalised sigmoids, via log-sigmoid
+
+    def optimum_logits(self, X, y) -> np.ndarray:
+        """The convex reference: one logistic regression on binary data; on more classes one binary
+        logistic regression per class (one-vs-rest), since the summed per-class losses separate."""
+        y = np.asarray(y)
+        if self.binary:
+            return logistic_regression_logits(X, y)[:, None]
+        return np.column_stack([logistic_regression_logits(X, (y == c).astype(int))
+                                for c in range(self.n_classes)])
 
 
 def make_ce(y_train, n_classes):

@@ -1,4 +1,7 @@
 """The convex reference optimum vs an independent minimiser of our own loss (scipy L-BFGS)."""
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy.optimize import minimize
@@ -8,6 +11,7 @@ from sklearn.preprocessing import StandardScaler
 from harness.learning.runconfig import RunConfig
 from harness.learning.split import Split
 from harness.learning.reference import convex_optimum
+from harness.plugin import LossSpec
 from harness.plugin.loader import load_registry
 from harness.learning.trainer import train
 
@@ -68,5 +72,46 @@ def test_wce_reference_weights_samples_by_class():
     assert lecture == pytest.approx(3 * balanced, rel=1e-5)
 
 
-def test_unsupported_loss_has_no_reference():
-    assert np.isnan(convex_optimum(IRIS, "focal-or-anything-else", {}, registry=REG))
+class _Registry:
+    """One loss, as a registry would hand it out."""
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def get(self, kind, name):
+        assert kind == "losses" and name == self.spec.name
+        return self.spec
+
+
+def _without_solver(y_train, n_classes):
+    loss = REG.loss("ce").factory(y_train, n_classes)
+    return type("NoSolver", (), {"n_outputs": loss.n_outputs, "per_sample": staticmethod(loss.per_sample)})()
+
+
+def test_a_loss_without_optimum_logits_has_no_reference():
+    spec = LossSpec("no-solver", "ce without a solver", _without_solver)
+    assert np.isnan(convex_optimum(IRIS, "no-solver", {}, registry=_Registry(spec)))
+
+
+def _ce_solving_to(columns):
+    """ce whose ``optimum_logits`` returns zero logits with ``columns`` columns (None: as many as classes)."""
+    def make(y_train, n_classes):
+        loss = REG.loss("ce").factory(y_train, n_classes)
+        loss.optimum_logits = lambda X, y: np.zeros((len(y), columns or n_classes))
+        return loss
+    return make
+
+
+def test_the_reference_is_the_loss_s_own_solver_scored_by_its_own_loss():
+    """The engine names no loss: a plugin's optimum_logits is what it scores (here: the zero logits)."""
+    spec = LossSpec("zero-solver", "ce whose 'optimum' is the zero logits", _ce_solving_to(None))
+    assert convex_optimum(IRIS, "zero-solver", {}, registry=_Registry(spec)) == pytest.approx(np.log(3), rel=1e-15)
+    wrong = LossSpec("bad-shape", "a solver returning the wrong shape", _ce_solving_to(7))
+    with pytest.raises(ValueError, match="optimum_logits returned shape"):
+        convex_optimum(IRIS, "bad-shape", {}, registry=_Registry(wrong))
+
+
+def test_the_engine_names_no_loss():
+    text = (Path(__file__).parents[1] / "harness" / "learning" / "reference.py").read_text()
+    for name in ("ce", "bce", "wce", "weights", "LogisticRegression"):
+        assert not re.search(rf"""["'.]{name}\b""", text), name

@@ -168,3 +168,26 @@ def test_row_kernel_check_passes_the_built_ins_and_catches_a_wrong_kernel():
         testing.check_loss_compiled_row_grad(spec(WrongSignature))
     testing.check_loss_compiled_row_grad(spec(ce_type))
     testing.check_loss_compiled_row_grad(LossSpec("b", "test loss", lambda y, k: bce_type(k)))
+
+
+def test_optimum_check_passes_the_built_ins_and_catches_a_wrong_solver():
+    """The convex reference a loss offers must be an affine map's logits that no nearby linear model beats."""
+    from harness_plugins.losses import make_bce, make_ce, make_wce
+
+    ce_type = type(make_ce(np.arange(4) % 2, 2))
+
+    class Unsolved(ce_type):   # the zero map: a linear model, but far from the minimum
+        def optimum_logits(self, X, y):
+            return np.zeros((len(y), self.n_outputs))
+
+    class NotLinear(ce_type):  # the true optimum bent by a square: no affine map gives it
+        def optimum_logits(self, X, y):
+            return super().optimum_logits(X, y) + X[:, :1] ** 2
+
+    spec = lambda cls: LossSpec("l", "test loss", lambda y, k: cls(k))   # noqa: E731
+    with pytest.raises(AssertionError, match="not a minimum"):
+        testing.check_loss_optimum_logits(spec(Unsolved))
+    with pytest.raises(AssertionError, match="not an affine function"):
+        testing.check_loss_optimum_logits(spec(NotLinear))
+    for make in (make_ce, make_bce, make_wce):
+        testing.check_loss_optimum_logits(LossSpec("b", "built-in", make))

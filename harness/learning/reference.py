@@ -1,72 +1,50 @@
-"""The convex optimum of the training loss, from scikit-learn, as a yardstick.
+"""The convex optimum of the training loss, as a yardstick: each loss says how to reach it.
 
-With no hidden layer the model is softmax/logistic regression and ce, bce and
-wce are convex, so an exact solver gives the smallest mean training loss any
+With no hidden layer the model is a linear map from features to logits, and
+for convex losses an exact solver gives the smallest mean training loss any
 optimizer can reach; the sweep stores it per cell (``reference_train_loss``)
 and the report plots suboptimality (train loss - reference).
 
-scikit-learn's ``LogisticRegression`` without penalty (``C=inf``) and a tight
-tolerance fits the model; its logits are then scored with *our* loss plugin,
-so the number is in exactly the units the trainer records:
+The solver belongs to the loss, not to the engine: a loss object may offer
+``optimum_logits(X, y) -> logits`` (docs/plugins.md), the logits on ``X`` of
+the linear model minimising its mean loss over ``(X, y)``. The engine scores
+them with the loss's own ``per_sample``, so the number is in exactly the
+units the trainer records. A loss without the method (or returning None)
+has no reference: ``nan``.
 
-* ``ce``: multinomial LR (binary: logits (0, z), which softmax-CE scores as LR);
-* ``wce``: the same with ``sample_weight`` = our class weight of each sample,
-  whose minimiser is the minimiser of the weighted mean loss;
-* ``bce``: binary data: one LR; multi-class: one binary LR per class
-  (one-vs-rest), since the summed per-class losses separate.
-
-On linearly separable training data the infimum is 0 and not attained; the
-solver stops at a large-weight point and the value returned is the small loss
-it reached (an upper bound of the infimum). Losses other than these three have
-no reference: ``nan``.
+On linearly separable training data the infimum is 0 and not attained; a
+solver then stops at a large-weight point and the value is the small loss it
+reached (an upper bound of the infimum).
 """
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 
 from harness.learning.split import Split
 from harness.plugin.specs import resolve_params
 
-SUPPORTED = ("ce", "bce", "wce")
-
-
-def _fit_logits(X, y, sample_weight=None, tol=1e-10, max_iter=10000) -> np.ndarray:
-    """Decision values of an unpenalised LogisticRegression fitted on (X, y)."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
-    model = LogisticRegression(C=np.inf, tol=tol, max_iter=max_iter)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        warnings.simplefilter("ignore", UserWarning)  # e.g. "Setting penalty=None will ignore C"
-        model.fit(X, y, sample_weight=sample_weight)
-    return model.decision_function(X)
-
 
 def convex_optimum(split: Split, loss_name: str, loss_params: dict | None = None, registry=None) -> float:
-    """Minimum mean training loss of the model with no hidden layer (``nan`` if unsupported)."""
-    if loss_name not in SUPPORTED:
-        return float("nan")
+    """Minimum mean training loss of the model with no hidden layer, from the loss's ``optimum_logits``.
+
+    ``nan`` when the loss offers no solver.
+    """
     if registry is None:
         from harness.plugin.loader import load_registry
 
-        registry = load_registry(autoload=False)
+        registry = load_registry()
     spec = registry.get("losses", loss_name)
     params = resolve_params(spec.params, dict(loss_params or {}), f"loss {loss_name}")
-    X, y, k = np.asarray(split.X_train, np.float64), np.asarray(split.y_train), split.n_classes
-    loss = spec.factory(y, k, **params)
-
-    if loss_name == "bce":
-        if k == 2:
-            logits = _fit_logits(X, y)[:, None]
-        else:
-            logits = np.column_stack([_fit_logits(X, (y == c).astype(int)) for c in range(k)])
-    else:
-        weights = None
-        if loss_name == "wce":
-            weights = np.asarray(loss.weights)[y]
-        z = _fit_logits(X, y, sample_weight=weights)
-        logits = np.column_stack([np.zeros_like(z), z]) if z.ndim == 1 else z
+    X, y = np.asarray(split.X_train, np.float64), np.asarray(split.y_train)
+    loss = spec.factory(y, split.n_classes, **params)
+    solve = getattr(loss, "optimum_logits", None)
+    logits = solve(X, y) if callable(solve) else None
+    if logits is None:
+        return float("nan")
+    logits = np.asarray(logits, np.float64)
+    if logits.ndim == 1:
+        logits = logits[:, None]
+    if logits.shape != (len(y), loss.n_outputs):
+        raise ValueError(f"loss {loss_name}: optimum_logits returned shape {logits.shape}, "
+                         f"expected ({len(y)}, {loss.n_outputs})")
     return float(np.mean(loss.per_sample(logits, y)))

@@ -1,8 +1,13 @@
-"""Numerically stable pieces shared by the built-in losses and the reference optimum.
+"""Numerically stable pieces shared by the built-in losses, and the solver of their convex optimum.
 
 Everything works on logits, never on probabilities, so that logits of +-1e4
 give finite losses and gradients: softmax goes through log-sum-exp, sigmoid
 through ``log(1 + exp(z)) = logaddexp(0, z)`` (softplus).
+
+``logistic_regression_logits`` is for a loss's optional ``optimum_logits``
+(docs/plugins.md): a loss whose minimiser over linear models is a logistic
+regression's (softmax or sigmoid cross-entropy, class-weighted or not) hands
+its data to it instead of writing a solver.
 """
 from __future__ import annotations
 
@@ -57,3 +62,26 @@ def class_weights(y_train: np.ndarray, n_classes: int, normalisation: str = "bal
     elif normalisation != "lecture":
         raise ValueError(f"normalisation must be 'balanced' or 'lecture', got {normalisation!r}")
     return weights
+
+
+def logistic_regression_logits(X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None,
+                               tol: float = 1e-10, max_iter: int = 10000) -> np.ndarray:
+    """Decision values on ``X`` of an unpenalised logistic regression fitted on ``(X, y)`` (scikit-learn).
+
+    Multinomial for more than two classes ((n, K) logits), one column of
+    log-odds for two ((n,)). ``sample_weight`` weights each sample's loss, so
+    the fit minimises the weighted mean. On linearly separable data the
+    infimum is not attained: the solver stops at a large-weight point whose
+    loss is small (an upper bound of the infimum).
+    """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=np.inf, tol=tol, max_iter=max_iter)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", UserWarning)  # e.g. "Setting penalty=None will ignore C"
+        model.fit(X, y, sample_weight=sample_weight)
+    return model.decision_function(X)

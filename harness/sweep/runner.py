@@ -281,7 +281,7 @@ class _Runner:
                     needed.append(key)
         if not needed:
             return
-        self.log(f"reference optima: {len(needed)} convex problems (scikit-learn LogisticRegression)")
+        self.log(f"reference optima: {len(needed)} convex problems (each loss's optimum_logits)")
         bar = progress_bar(len(needed), "reference", self.quiet)
         try:
             for task, (value, error) in self._run(self.ref_fn, needed, "reference"):

@@ -281,26 +281,34 @@ if numba is not None:
     # reorders a sum: each z[j] is still ((0 + a[r0] W[r0, j]) + a[r1] W[r1, j]) + ... in row order.
 
     @_jit
-    def _rows_forward(a, W, z, rows, n):
-        """``z = sum of a[r] * W[r, :]`` over the rows ``rows[:n]``, added in that order.
+    def _row(flat, wo, fo, r):
+        """Row r of the (fi, fo) weight block at ``flat[wo:]``: a slice, no reshape (numba's reshape is a
+        C call, ~20 ns, which the per-sample loops would pay per layer and sample)."""
+        p = wo + r * fo
+        return flat[p:p + fo]
+
+    @_jit
+    def _rows_forward(a, flat, wo, fo, z, rows, n):
+        """``z = sum of a[r] * W[r, :]`` over the rows ``rows[:n]`` of the (fi, fo) block W at ``flat[wo:]``,
+        added in that order.
 
         Four rows per pass over z: (((z + a0 w0) + a1 w1) + a2 w2) + a3 w3 rounds
         exactly as four passes do, with a quarter of the loads and stores of z
         (the loop is bound by them, not by arithmetic).
         """
-        fo = W.shape[1]
         for j in range(fo):
             z[j] = 0
         for h in range(n // 4):
             r0, r1, r2, r3 = rows[4 * h], rows[4 * h + 1], rows[4 * h + 2], rows[4 * h + 3]
             a0, a1, a2, a3 = a[r0], a[r1], a[r2], a[r3]
-            W0, W1, W2, W3 = W[r0], W[r1], W[r2], W[r3]
+            W0, W1 = _row(flat, wo, fo, r0), _row(flat, wo, fo, r1)
+            W2, W3 = _row(flat, wo, fo, r2), _row(flat, wo, fo, r3)
             for j in range(fo):
                 z[j] = (((z[j] + a0 * W0[j]) + a1 * W1[j]) + a2 * W2[j]) + a3 * W3[j]
         for q in range(n - n % 4, n):
             r = rows[q]
             ar = a[r]
-            Wr = W[r]
+            Wr = _row(flat, wo, fo, r)
             for j in range(fo):
                 z[j] += ar * Wr[j]
 
@@ -409,8 +417,9 @@ if numba is not None:
             bounds[l] = _abs_max(flat[wo:wo + fi * fo])
 
     @_jit
-    def _rows_backward_step(W, b, delta, a_prev, d_prev, act, lr, rows, n):
-        """One layer's backward pass for one sample with the plain-GD step fused, over the rows ``rows[:n]``.
+    def _rows_backward_step(flat, wo, fi, fo, b, delta, a_prev, d_prev, act, lr, rows, n):
+        """One layer's backward pass for one sample with the plain-GD step fused, over the rows ``rows[:n]``
+        of its (fi, fo) weight block at ``flat[wo:]``.
 
         Per row: first its entry of the delta of the layer below (with the row
         before its update: the numpy path's order), then ``W[r] -= lr (a_prev[r] delta)``.
@@ -418,14 +427,13 @@ if numba is not None:
         set to 0: what ``s * act'(0)`` gives for a finite s when act'(0) = 0 (relu,
         sigmoid; the caller never skips for tanh).
         """
-        fi, fo = W.shape
         if n < fi:
             for r in range(fi):
                 d_prev[r] = 0.0
         for q in range(n):
             r = rows[q]
             ar = a_prev[r]
-            Wr = W[r]
+            Wr = _row(flat, wo, fo, r)
             s = 0.0
             for j in range(fo):
                 s += Wr[j] * delta[j]
@@ -456,7 +464,7 @@ if numba is not None:
             else:
                 counts[l], amax[l] = _all_rows(a_prev, rl)
             z = A[off:off + fo]
-            _rows_forward(a_prev, flat[wo:wo + fi * fo].reshape((fi, fo)), z, rl, counts[l])
+            _rows_forward(a_prev, flat, wo, fo, z, rl, counts[l])
             _bias_activate(z, flat[bo:bo + fo], act, l == L1 - 1)
             off += fo
 
@@ -484,8 +492,8 @@ if numba is not None:
             n = counts[l]
             if n < fi and not (act != 1 and bound * dmax * fo < limit and abs(lr) < limit):
                 n, _ = _all_rows(a0 if l == 1 else A[prev:off], rl)
-            _rows_backward_step(flat[wo:wo + fi * fo].reshape((fi, fo)), flat[bo:bo + fo], delta,
-                                a0 if l == 1 else A[prev:off], d0 if l == 1 else D[prev:off], act, lr, rl, n)
+            _rows_backward_step(flat, wo, fi, fo, flat[bo:bo + fo], delta, a0 if l == 1 else A[prev:off],
+                                d0 if l == 1 else D[prev:off], act, lr, rl, n)
             bounds[l] = (bound + abs(lr) * amax[l] * dmax) * (1 + 2.0 ** -20)
             off = prev
 
@@ -618,7 +626,7 @@ if numba is not None:
             i = order[t]
             x = X[i]
             if t == 0:
-                _rows_forward(x, W0, a0, ident, d)
+                _rows_forward(x, flat, wo0, f0, a0, ident, d)
             else:
                 _stepped_forward(x, W0, a0, X[order[t - 1]], d0, lrcol)
                 _bias_step(b0, d0, lrcol)

@@ -68,7 +68,7 @@ if numba is not None:
             x = X[i]
             # layer 0 for all copies: one wide matrix-vector product (with the previous sample's step)
             if t == t0:
-                _rows_forward(x, W0, A0, ident, d)
+                _rows_forward(x, W0.reshape(d * W0.shape[1]), 0, W0.shape[1], A0, ident, d)
             else:
                 _stepped_forward(x, W0, A0, X[order[t - 1]], D0, lrcol)
                 _bias_step(b0, D0, lrcol)

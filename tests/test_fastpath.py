@@ -63,6 +63,34 @@ def test_a_diverging_run_diverges_at_the_same_update(monkeypatch, optimizer, dty
     assert fast.updates.tolist() == ref.updates.tolist()
 
 
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("weight", [np.inf, np.nan, "huge"])
+def test_skipping_relu_zeros_never_hides_a_non_finite_or_huge_weight(dtype, weight):
+    """The per-sample kernel skips rows whose input is an exact relu zero (0 * w adds +-0) only while its
+    bounds prove those rows' weights finite; an inf or NaN weight on a dead unit's row must still turn
+    the logits (0 * inf = NaN) and the epoch's status exactly as the numpy path does."""
+    X, y = X_DIGITS[:40].astype(dtype), Y_DIGITS[:40].astype(np.int64)
+    results = []
+    for use_fast in (True, False):
+        loss = make_ce(y, 10)
+        model = MLP(64, 10, (6,), "relu", seed=0, dtype=dtype)
+        W0, b0, W1 = model.params[0], model.params[1], model.params[2]
+        W0[:, 0] = 0
+        b0[0] = -1       # unit 0 is dead: its relu output is exactly 0 for every sample
+        W1[0, :] = np.finfo(dtype).max / 4 if weight == "huge" else weight
+        optimizer = PlainGD("shuffled", 1)
+        if not use_fast:
+            optimizer.step_is_plain_gd = False
+        assert (kernels.plan_for(model, optimizer, loss) is not None) == use_fast
+        got = train_epoch(model, optimizer, loss, X, y, np.random.default_rng(0), make_schedule("constant", 0.1))
+        results.append((got[0], got[3], model.flat_params.copy()))
+    (done_fast, bad_fast, p_fast), (done_ref, bad_ref, p_ref) = results
+    assert (done_fast, bad_fast) == (done_ref, bad_ref)
+    assert (bad_ref is None) == (weight == "huge")
+    np.testing.assert_allclose(p_fast, p_ref, rtol=1e-10 if dtype == "float64" else 2e-4, atol=1e-6)
+
+
 @pytest.mark.slow
 def test_epochs_agree_on_a_larger_problem_update_by_update():
     """Digits, 128 hidden units, three epochs of each batching: parameters agree to 1e-10."""

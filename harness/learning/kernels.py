@@ -38,6 +38,7 @@ import numpy as np
 
 try:  # numba is a dependency, but a missing or broken install must only cost speed
     import numba
+    import numba.extending
     from numba import types as _t
 except ImportError:  # pragma: no cover - exercised only without numba
     numba = None
@@ -70,6 +71,10 @@ class FastPlan:
         self.width = int(sum(model.layout[:, 1]))       # activations of every layer, logits last
         self.sample_A = np.empty(self.width, model.dtype)
         self.sample_D = np.empty(self.width, model.dtype)
+        self.sample_rows = np.empty(int(model.layout[0, 0]) + self.width, np.int64)  # row lists, per layer
+        self.sample_lrcol = np.empty(int(model.layout[0, 1]), model.dtype)          # the first layer's rates
+        self.sample_bounds = np.empty(len(model.layout))                            # max |W_l| bounds
+        self.skip_limit = skip_limit(model.dtype)
         self._batch_capacity = self._gather_size = 0
         self.A = self.D = self.Xb = self.XH = np.empty(0, model.dtype)
         self.batch_norm = bool(getattr(model, "batch_norm", False))
@@ -97,6 +102,20 @@ class FastPlan:
             self.Xb = np.empty(gathered * n_features, dtype)
             self._gather_size = gathered * n_features
         return self.A, self.D, self.Xb
+
+
+def skip_limit(dtype) -> float:
+    """The weight bound below which the per-sample kernels skip rows with a zero input (relu zeros).
+
+    Far below the dtype's largest value, so that no product or row sum of the
+    skipped rows could overflow: skipping them is then exactly the unskipped arithmetic.
+    """
+    return float(np.finfo(dtype).max) * 2.0 ** -32
+
+
+def sample_buffers(plan: FastPlan) -> tuple:
+    """The per-sample kernel's work arguments after the loss parameters (``_sample_epoch``)."""
+    return plan.sample_A, plan.sample_D, plan.sample_rows, plan.sample_lrcol, plan.sample_bounds, plan.skip_limit
 
 
 _PLANS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -150,7 +169,7 @@ def _warm_up(plan: FastPlan) -> None:
                         plan.stat, plan.stat2)
         return
     _sample_epoch(model.flat_params, model.layout, plan.act, X0, y0, none, rates, plan.kernel, plan.kernel_params,
-                  plan.sample_A, plan.sample_D)
+                  *sample_buffers(plan))
     _batch_epoch(model.flat_params, model.flat_grads, model.layout, plan.act, X0, y0, none, np.zeros(1, np.int64),
                  rates, rates, False, plan.kernel, plan.kernel_params, plan.A, plan.D, plan.Xb)
 
@@ -178,7 +197,7 @@ def run_epoch(plan: FastPlan, batches: list, X: np.ndarray, y: np.ndarray, lrs: 
         return _run_bn_epoch(plan, sizes, order, X, y, lrs)
     if len(sizes) and np.all(sizes == 1):
         done, bad = _sample_epoch(model.flat_params, model.layout, plan.act, X, y, order, lrs,
-                                  plan.kernel, plan.kernel_params, plan.sample_A, plan.sample_D)
+                                  plan.kernel, plan.kernel_params, *sample_buffers(plan))
         return done, done, bad
     starts, identity, (A, D, Xb), inv_sizes = _batches_laid_out(plan, sizes, order, X, y)
     done, bad = _batch_epoch(model.flat_params, model.flat_grads, model.layout, plan.act, X, y,
@@ -256,44 +275,227 @@ if numba is not None:
             return 1 - a * a
         return (1 - a) * a
 
-    @_jit
-    def _dense_forward(a_prev, W, b, z, act, last):
-        """One sample through one layer: ``z = a_prev W + b``, activated unless it is the output layer.
+    # ---------------------------------------------------------------- per-sample helpers
+    # Shared by ``_sample_epoch`` and ``stacked_kernels.stacked_sample_epoch`` so that both run the same
+    # operations on every weight in the same order (their records are compared bit for bit). No helper
+    # reorders a sum: each z[j] is still ((0 + a[r0] W[r0, j]) + a[r1] W[r1, j]) + ... in row order.
 
-        Shared by the per-sample kernels here and in ``stacked_kernels`` so that
-        both run the same loops in the same order (their records are compared bit for bit).
+    @_jit
+    def _row(flat, wo, fo, r):
+        """Row r of the (fi, fo) weight block at ``flat[wo:]``: a slice, no reshape (numba's reshape is a
+        C call, ~20 ns, which the per-sample loops would pay per layer and sample)."""
+        p = wo + r * fo
+        return flat[p:p + fo]
+
+    @_jit
+    def _rows_forward(a, flat, wo, fo, z, rows, n):
+        """``z = sum of a[r] * W[r, :]`` over the rows ``rows[:n]`` of the (fi, fo) block W at ``flat[wo:]``,
+        added in that order.
+
+        Four rows per pass over z: (((z + a0 w0) + a1 w1) + a2 w2) + a3 w3 rounds
+        exactly as four passes do, with a quarter of the loads and stores of z
+        (the loop is bound by them, not by arithmetic).
         """
-        fi, fo = W.shape
         for j in range(fo):
             z[j] = 0
-        for r in range(fi):
-            ar = a_prev[r]
+        for h in range(n // 4):
+            r0, r1, r2, r3 = rows[4 * h], rows[4 * h + 1], rows[4 * h + 2], rows[4 * h + 3]
+            a0, a1, a2, a3 = a[r0], a[r1], a[r2], a[r3]
+            W0, W1 = _row(flat, wo, fo, r0), _row(flat, wo, fo, r1)
+            W2, W3 = _row(flat, wo, fo, r2), _row(flat, wo, fo, r3)
             for j in range(fo):
-                z[j] += ar * W[r, j]
+                z[j] = (((z[j] + a0 * W0[j]) + a1 * W1[j]) + a2 * W2[j]) + a3 * W3[j]
+        for q in range(n - n % 4, n):
+            r = rows[q]
+            ar = a[r]
+            Wr = _row(flat, wo, fo, r)
+            for j in range(fo):
+                z[j] += ar * Wr[j]
+
+    @_jit
+    def _stepped_forward(x, W, z, x_prev, delta, lrs):
+        """The previous sample's deferred step of the first layer fused with this sample's product:
+        ``W[r, j] -= lrs[j] * (x_prev[r] * delta[j])``, then ``z[j] += x[r] * W[r, j]`` with the new W.
+
+        The same operations as a step pass followed by a product pass, in one pass
+        over W (the first layer is the largest and both passes are bound by memory
+        traffic). Two rows per pass over z; with four the compiler no longer
+        vectorises the loop. ``lrs`` holds the rate of each column (one rate for a
+        run alone, one per copy in the stacked kernel).
+        """
+        d, fo = W.shape
+        for j in range(fo):
+            z[j] = 0
+        for h in range(d // 2):
+            r = 2 * h
+            a0, a1, p0, p1 = x[r], x[r + 1], x_prev[r], x_prev[r + 1]
+            W0, W1 = W[r], W[r + 1]
+            for j in range(fo):
+                w0 = W0[j] - lrs[j] * (p0 * delta[j])
+                W0[j] = w0
+                w1 = W1[j] - lrs[j] * (p1 * delta[j])
+                W1[j] = w1
+                z[j] = (z[j] + a0 * w0) + a1 * w1
+        for r in range(d - d % 2, d):
+            ar, pr = x[r], x_prev[r]
+            Wr = W[r]
+            for j in range(fo):
+                w = Wr[j] - lrs[j] * (pr * delta[j])
+                Wr[j] = w
+                z[j] += ar * w
+
+    @_jit
+    def _first_layer_step(W, b, x, delta, lrs):
+        """The first layer's plain-GD step on its own: ``W -= lrs (x delta)``, ``b -= lrs delta`` column-wise
+        (the deferred step of an epoch's last sample, or of the update at which a loss turned non-finite)."""
+        d, fo = W.shape
+        for r in range(d):
+            xr = x[r]
+            Wr = W[r]
+            for j in range(fo):
+                Wr[j] -= lrs[j] * (xr * delta[j])
+        _bias_step(b, delta, lrs)
+
+    @_jit
+    def _bias_step(b, delta, lrs):
+        """``b -= lrs * delta`` element-wise (the first layer's deferred bias step)."""
+        for j in range(b.shape[0]):
+            b[j] -= lrs[j] * delta[j]
+
+    @_jit
+    def _bias_activate(z, b, act, last):
+        """``z += b``, activated unless it is the output layer."""
         if last:
-            for j in range(fo):
+            for j in range(z.shape[0]):
                 z[j] += b[j]
         else:
-            for j in range(fo):
+            for j in range(z.shape[0]):
                 z[j] = _activate(z[j] + b[j], act)
 
     @_jit
-    def _dense_backward_step(W, b, delta, a_prev, d_prev, act, lr, propagate):
-        """One layer's backward pass for one sample with the plain-GD step fused: first the delta of the
-        layer below (when ``propagate``; it uses W before its update), then ``W -= lr a_prev delta``."""
-        fi, fo = W.shape
-        if propagate:
+    def _all_rows(a, rows):
+        """List every row of the layer in ``rows``; returns (row count, max |a|, NaN if any a is NaN)."""
+        m = 0.0
+        for r in range(a.shape[0]):
+            rows[r] = r
+            v = abs(a[r])
+            if not v <= m and m == m:
+                m = v
+        return a.shape[0], m
+
+    @_jit
+    def _nonzero_rows(a, rows):
+        """List the rows with ``a[r] != 0`` in ``rows`` (no branch on the data); returns (their count,
+        max |a|, NaN if any a is NaN). A zero input contributes only +-0 to the layer's sums and
+        its row's step is ``W -= lr (0 delta) = W``, exactly, while the weights and deltas are finite."""
+        n = 0
+        m = 0.0
+        for r in range(a.shape[0]):
+            v = a[r]
+            rows[n] = r
+            n += v != 0
+            v = abs(v)
+            if not v <= m and m == m:
+                m = v
+        return n, m
+
+    @_jit
+    def _abs_max(v):
+        """max |v[j]|, NaN when some v[j] is NaN (for the bounds that decide whether rows may be skipped)."""
+        m = 0.0
+        for j in range(v.shape[0]):
+            a = abs(v[j])
+            if not a <= m and m == m:
+                m = a
+        return m
+
+    @_jit
+    def _weight_bounds(flat, layout, bounds):
+        """``bounds[l]`` = max |W_l| for the layers above the first (the first layer never skips rows)."""
+        for l in range(1, layout.shape[0]):
+            fi, fo, wo = layout[l, 0], layout[l, 1], layout[l, 2]
+            bounds[l] = _abs_max(flat[wo:wo + fi * fo])
+
+    @_jit
+    def _rows_backward_step(flat, wo, fi, fo, b, delta, a_prev, d_prev, act, lr, rows, n):
+        """One layer's backward pass for one sample with the plain-GD step fused, over the rows ``rows[:n]``
+        of its (fi, fo) weight block at ``flat[wo:]``.
+
+        Per row: first its entry of the delta of the layer below (with the row
+        before its update: the numpy path's order), then ``W[r] -= lr (a_prev[r] delta)``.
+        When only the rows with a non-zero input are listed, the others' deltas are
+        set to 0: what ``s * act'(0)`` gives for a finite s when act'(0) = 0 (relu,
+        sigmoid; the caller never skips for tanh).
+        """
+        if n < fi:
             for r in range(fi):
-                s = 0.0
-                for j in range(fo):
-                    s += W[r, j] * delta[j]
-                d_prev[r] = s * _derivative(a_prev[r], act)
-        for r in range(fi):
+                d_prev[r] = 0.0
+        for q in range(n):
+            r = rows[q]
             ar = a_prev[r]
+            Wr = _row(flat, wo, fo, r)
+            s = 0.0
             for j in range(fo):
-                W[r, j] -= lr * (ar * delta[j])
+                s += Wr[j] * delta[j]
+            d_prev[r] = s * _derivative(ar, act)
+            for j in range(fo):
+                Wr[j] -= lr * (ar * delta[j])
         for j in range(fo):
             b[j] -= lr * delta[j]
+
+    @_jit
+    def _upper_forward(flat, layout, act, a0, A, rows, counts, amax, bounds, limit):
+        """Layers 1.. for one sample; ``a0`` is the first layer's output, ``A`` receives layer 1's output
+        onwards (logits last); ``rows`` the row lists (layer l's at the offset of its input in ``a0|A``).
+
+        A layer lists only its rows with a non-zero input (relu zeros) while its
+        weight bound says they are finite (< ``limit``); otherwise all rows, and the
+        arithmetic is the unskipped one. ``counts[l]``, ``amax[l]`` are kept for the backward pass.
+        """
+        L1 = layout.shape[0]
+        f0 = layout[0, 1]
+        off = 0
+        for l in range(1, L1):
+            fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+            a_prev = a0 if l == 1 else A[off - fi:off]
+            rl = rows[f0 + off - fi:f0 + off] if l > 1 else rows[:f0]
+            if bounds[l] < limit:
+                counts[l], amax[l] = _nonzero_rows(a_prev, rl)
+            else:
+                counts[l], amax[l] = _all_rows(a_prev, rl)
+            z = A[off:off + fo]
+            _rows_forward(a_prev, flat, wo, fo, z, rl, counts[l])
+            _bias_activate(z, flat[bo:bo + fo], act, l == L1 - 1)
+            off += fo
+
+    @_jit
+    def _upper_backward_step(flat, layout, act, lr, a0, d0, A, D, rows, counts, amax, bounds, limit):
+        """Backward with the step fused for layers L-1..1 of one sample; the first layer's delta lands in ``d0``.
+
+        A layer skips the rows with a zero input only when that is exactly the
+        unskipped arithmetic: weights below ``limit`` (finite), deltas finite and
+        small enough that no row's sum overflows, a finite rate, act'(0) = 0. Its
+        bound then grows by what the step can add, |lr| max|a| max|delta| (times
+        1 + 2^-20 for rounding); a NaN or overflow anywhere makes it NaN or inf and
+        the layer takes the unskipped path for the rest of the kernel call.
+        """
+        L1 = layout.shape[0]
+        f0 = layout[0, 1]
+        off = A.shape[0] - layout[L1 - 1, 1]
+        for l in range(L1 - 1, 0, -1):
+            fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+            prev = off - fi
+            delta = D[off:off + fo]
+            dmax = _abs_max(delta)
+            bound = bounds[l]
+            rl = rows[f0 + prev:f0 + off] if l > 1 else rows[:f0]
+            n = counts[l]
+            if n < fi and not (act != 1 and bound * dmax * fo < limit and abs(lr) < limit):
+                n, _ = _all_rows(a0 if l == 1 else A[prev:off], rl)
+            _rows_backward_step(flat, wo, fi, fo, flat[bo:bo + fo], delta, a0 if l == 1 else A[prev:off],
+                                d0 if l == 1 else D[prev:off], act, lr, rl, n)
+            bounds[l] = (bound + abs(lr) * amax[l] * dmax) * (1 + 2.0 ** -20)
+            off = prev
 
     @_jit
     def _bias_activate_rows(Z, b, act, last):
@@ -348,6 +550,35 @@ if numba is not None:
             for j in range(fo):
                 gb[j] += gr[j]
 
+    def _gemm_step(a_prev, G, Wf, alpha_beta):
+        """``W += alpha_beta[0] * a_prev^T G`` (W is a layer's flat (fi, fo) block): the weight gradient and
+        the plain-GD step in one BLAS ``gemm`` with beta = 1 (``alpha_beta[1]``), alpha = -lr.
+
+        One call instead of a gradient product, a write and a re-read of the
+        gradient buffer and a separate step pass. The numpy path adds ``-lr * g``
+        with BLAS ``axpy``; here BLAS scales and adds the products' sums itself,
+        which may round the update differently in the last bit (the fast path
+        agrees with the numpy path to 1e-10, not bit for bit). numba's own ``np.dot``
+        calls the same ``numba_xxgemm`` entry point with alpha = 1, beta = 0.
+        """
+
+    @numba.extending.overload(_gemm_step)
+    def _gemm_step_impl(a_prev, G, Wf, alpha_beta):
+        T = Wf.dtype
+        ptr = _t.CPointer(T)
+        gemm = _t.ExternalFunction("numba_xxgemm", _t.intc(_t.char, _t.char, _t.char, _t.intp, _t.intp, _t.intp,
+                                                          ptr, ptr, _t.intp, ptr, _t.intp, ptr, ptr, _t.intp))
+        kind = ord("d") if T == _t.float64 else ord("s")
+
+        def impl(a_prev, G, Wf, alpha_beta):
+            # row-major W (fi, fo) is the column-major (fo, fi) matrix G'^T-product: W' += alpha G' a_prev'^T
+            m, fi = a_prev.shape
+            fo = G.shape[1]
+            gemm(kind, ord("n"), ord("t"), fo, fi, m, alpha_beta[0:].ctypes, G.ctypes, fo, a_prev.ctypes, fi,
+                 alpha_beta[1:].ctypes, Wf.ctypes, fo)
+
+        return impl
+
     @_jit
     def _gd_step(Wf, gWf, b, gb, lr):
         """The plain-GD step of one layer: ``W -= lr gW``, ``b -= lr gb``."""
@@ -357,46 +588,74 @@ if numba is not None:
             b[j] -= lr * gb[j]
 
     @_jit
-    def _sample_epoch(flat, layout, act, X, y, order, lrs, kernel, kparams, A, D):
-        """Per-sample updates: matrix-vector loops, the plain-GD step fused into the backward pass.
+    def _sample_epoch(flat, layout, act, X, y, order, lrs, kernel, kparams, A, D, rows, lrcol, bounds, limit):
+        """Per-sample updates: matrix-vector loops, the plain-GD step fused into the passes over the weights.
 
-        Loops index slice views with range counters (provably non-negative, so
-        no wrap-around checks and the inner loops vectorise).
+        Layers 1.. run forward, then backward with their step fused (``_upper_*``).
+        The first layer's step is deferred to the next sample's forward pass
+        (``_stepped_forward``: one pass over the largest matrix instead of two) and
+        applied on its own after the epoch's last update or the update at which
+        the loss turned non-finite, so the weights on return are those of the
+        numpy path's order of operations. ``rows`` (int64, at least
+        ``layout[0, 0] + width``), ``lrcol`` (``layout[0, 1]``) and ``bounds`` (one per
+        layer) are work buffers; ``limit`` is the weight bound up to which rows
+        with a zero input may be skipped (``skip_limit``).
         """
         L1 = layout.shape[0]
         k = layout[L1 - 1, 1]
+        d, f0, wo0, bo0 = layout[0, 0], layout[0, 1], layout[0, 2], layout[0, 3]
+        W0 = flat[wo0:wo0 + d * f0].reshape((d, f0))
+        b0 = flat[bo0:bo0 + f0]
+        a0 = A[:f0]
+        d0 = D[:f0]
+        Au = A[f0:]
+        Du = D[f0:]
+        ident = rows[:d]
+        upper_rows = rows[d:]
+        for r in range(d):
+            ident[r] = r
+        counts = np.zeros(L1, np.int64)
+        amax = np.zeros(L1)
+        _weight_bounds(flat, layout, bounds)
         out = A.shape[0] - k
-        for t in range(order.shape[0]):
+        logits = A[out:].ctypes
+        grad = D[out:].ctypes
+        params = kparams.ctypes
+        T = order.shape[0]
+        for t in range(T):
             i = order[t]
-            lr = lrs[t]
-            # forward: A holds each layer's output, the logits last
-            off = 0
-            for l in range(L1):
-                fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
-                a_prev = X[i] if l == 0 else A[off - fi:off]
-                _dense_forward(a_prev, flat[wo:wo + fi * fo].reshape((fi, fo)), flat[bo:bo + fo], A[off:off + fo],
-                               act, l == L1 - 1)
-                off += fo
-            value = kernel(A[out:].ctypes, k, y[i], kparams.ctypes, D[out:].ctypes)
-            # backward with the step fused: delta of layer l-1 uses W_l before its update
-            off = out
-            for l in range(L1 - 1, -1, -1):
-                fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
-                prev = off - fi
-                a_prev = A[prev:off] if l > 0 else X[i]
-                _dense_backward_step(flat[wo:wo + fi * fo].reshape((fi, fo)), flat[bo:bo + fo], D[off:off + fo],
-                                     a_prev, D[prev:off] if l > 0 else D[off:off + fo], act, lr, l > 0)
-                off = prev
+            x = X[i]
+            if t == 0:
+                _rows_forward(x, flat, wo0, f0, a0, ident, d)
+            else:
+                _stepped_forward(x, W0, a0, X[order[t - 1]], d0, lrcol)
+                _bias_step(b0, d0, lrcol)
+            _bias_activate(a0, b0, act, L1 == 1)
+            _upper_forward(flat, layout, act, a0, Au, upper_rows, counts, amax, bounds, limit)
+            value = kernel(logits, k, y[i], params, grad)
+            _upper_backward_step(flat, layout, act, lrs[t], a0, d0, Au, Du, upper_rows, counts, amax, bounds,
+                                 limit)
+            for j in range(f0):
+                lrcol[j] = lrs[t]
             if not math.isfinite(value):
+                _first_layer_step(W0, b0, x, d0, lrcol)
                 return t + 1, t
-        return order.shape[0], -1
+        if T > 0:
+            _first_layer_step(W0, b0, X[order[T - 1]], d0, lrcol)
+        return T, -1
 
     @_jit
     def _batch_epoch(flat, grads, layout, act, X, y, order, starts, lrs, inv_sizes, identity, kernel, kparams,
                      A, D, Xb):
-        """Mini-batch and full-batch updates: BLAS products (np.dot) and fused element-wise loops."""
+        """Mini-batch and full-batch updates: BLAS products (np.dot) and fused element-wise loops.
+
+        Each layer's weight gradient and step are one ``gemm`` (``_gemm_step``), after
+        the delta of the layer below has been taken with the weights before the step;
+        ``grads`` receives the bias gradients only.
+        """
         L1 = layout.shape[0]
         k = layout[L1 - 1, 1]
+        alpha_beta = np.ones(2, flat.dtype)
         for t in range(starts.shape[0] - 1):
             s0, s1 = starts[t], starts[t + 1]
             m = s1 - s0
@@ -421,27 +680,26 @@ if numba is not None:
             out = off - m * k
             total = _batch_loss(A[out:], D[out:], m, k, y, order[s0:s1], kernel, kparams, inv_sizes[t])
             value = total / m
-            # backward: gradients of layer l, then delta of l-1 (old W_l), then the step on layer l
+            # backward: delta of l-1 (old W_l), then layer l's gradient and step in one BLAS call
+            alpha_beta[0] = -lr
             off = out
             for l in range(L1 - 1, -1, -1):
                 fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
                 G = D[off:off + m * fo].reshape((m, fo))
                 Wf = flat[wo:wo + fi * fo]
-                gWf = grads[wo:wo + fi * fo]
                 b = flat[bo:bo + fo]
                 gb = grads[bo:bo + fo]
                 prev = off - m * fi
-                if l == 0:
-                    _layer_grads(Xm, G, gWf.reshape((fi, fo)), gb)
-                else:
-                    _layer_grads(A[prev:off].reshape((m, fi)), G, gWf.reshape((fi, fo)), gb)
                 if l > 0:
                     np.dot(G, Wf.reshape((fi, fo)).T, D[prev:off].reshape((m, fi)))
                     Ap = A[prev:off]
                     Dp = D[prev:off]
                     for q in range(m * fi):
                         Dp[q] *= _derivative(Ap[q], act)
-                _gd_step(Wf, gWf, b, gb, lr)
+                _gemm_step(Xm if l == 0 else A[prev:off].reshape((m, fi)), G, Wf, alpha_beta)
+                _bias_grad(G, gb)
+                for j in range(fo):
+                    b[j] -= lr * gb[j]
                 off = prev
             if not math.isfinite(value):
                 return t + 1, t

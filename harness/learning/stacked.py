@@ -185,12 +185,13 @@ class _Stack:
             flat[self.rest_start:] = self.rest[k]
 
     # ------------------------------------------------------------ the compiled loops
-    def _buffer(self, name: str, shape) -> np.ndarray:
-        """A work array kept across epochs (fresh large allocations cost page faults on every epoch)."""
+    def _buffer(self, name: str, shape, dtype=None) -> np.ndarray:
+        """A work array kept across epochs (fresh large allocations cost page faults on every epoch);
+        of the runs' dtype unless ``dtype`` says otherwise."""
         size = int(np.prod(shape))
         buf = self._buffers.get(name)
         if buf is None or buf.size < size:
-            buf = self._buffers[name] = np.empty(max(size, 1), self.dtype)
+            buf = self._buffers[name] = np.empty(max(size, 1), dtype or self.dtype)
         return buf[:size].reshape(shape)
 
     def _sample(self, order, lrs, t0):
@@ -200,7 +201,8 @@ class _Stack:
         done = stacked_kernels.stacked_sample_epoch(
             self.W0, self.b0, self.rest, self.layout, self.rest_layout, self.plan.act, self.X, self.y, order,
             lrs, t0, self.plan.kernel, self.plan.kernel_params, b("A0", KF), b("D0", KF), b("Ar", (K, wr)),
-            b("Dr", (K, wr)), b("lrcol", KF), np.empty(K), bad)
+            b("Dr", (K, wr)), b("lrcol", KF), np.empty(K), bad, b("rows", (K, self.width), np.int64),
+            b("ident", self.d, np.int64), b("bounds", (K, len(self.layout)), np.float64), self.plan.skip_limit)
         return done, bad
 
     def _batch(self, order, starts, lrs, inv_sizes, identity, t0):

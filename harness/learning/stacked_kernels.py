@@ -28,92 +28,77 @@ import numpy as np
 from harness.learning.kernels import numba
 
 if numba is not None:
-    from harness.learning.kernels import (_activate, _batch_loss, _bias_activate_rows,
-                                          _dense_backward_step, _dense_forward, _derivative, _gather_rows,
-                                          _gd_step, _layer_grads)
+    from harness.learning.kernels import (_activate, _batch_loss, _bias_activate, _bias_activate_rows,
+                                          _bias_grad, _bias_step, _derivative, _first_layer_step, _gather_rows,
+                                          _gemm_step, _rows_forward, _stepped_forward, _upper_backward_step,
+                                          _upper_forward, _weight_bounds)
 
     _jit = numba.njit(cache=True, nogil=True)
 
     @_jit
     def stacked_sample_epoch(W0, b0, rest, layout, rest_layout, act, X, y, order, lrs, t0, kernel, kparams,
-                             A0, D0, Ar, Dr, lrcol, values, bad):
+                             A0, D0, Ar, Dr, lrcol, values, bad, rows, ident, bounds, limit):
         """Per-sample updates of K copies from update ``t0``; returns the updates done (counted from 0).
 
         ``W0`` (d, K*f0), ``b0`` (K*f0); ``rest`` (K, R); ``lrs`` (K, T); ``A0``, ``D0``,
-        ``lrcol`` of length K*f0; ``Ar``, ``Dr`` (K, width of layers 1..); ``values``, ``bad`` of length K.
+        ``lrcol`` of length K*f0; ``Ar``, ``Dr`` (K, width of layers 1..); ``values``, ``bad`` of length K;
+        work buffers ``rows`` (K, width) and ``ident`` (d) int64, ``bounds`` (K, layers).
+
+        The helpers of ``kernels._sample_epoch``, in its order: the first layer's
+        step deferred into the next sample's wide product (``_stepped_forward``
+        with one rate per column), layers 1.. per copy with the same row skipping
+        and bounds (each copy's bounds are its own, from its own weights), the
+        deferred step applied on its own before returning.
         """
         K = rest.shape[0]
         L1 = layout.shape[0]
         d, f0 = layout[0, 0], layout[0, 1]
-        KF = K * f0
         kout = layout[L1 - 1, 1]
         wr = Ar.shape[1]
         out = wr - kout
-        for t in range(t0, order.shape[0]):
+        for r in range(d):
+            ident[r] = r
+        counts = np.zeros((K, L1), np.int64)
+        amax = np.zeros((K, L1))
+        for k in range(K):
+            _weight_bounds(rest[k], rest_layout, bounds[k])
+        T = order.shape[0]
+        for t in range(t0, T):
             i = order[t]
             x = X[i]
-            for k in range(K):
-                lr = lrs[k, t]
-                for j in range(k * f0, (k + 1) * f0):
-                    lrcol[j] = lr
-            # layer 0 for all copies: one wide matrix-vector product
-            for j in range(KF):
-                A0[j] = 0
-            for r in range(d):
-                xr = x[r]
-                Wr = W0[r]
-                for j in range(KF):
-                    A0[j] += xr * Wr[j]
-            if L1 > 1:
-                for j in range(KF):
-                    A0[j] = _activate(A0[j] + b0[j], act)
+            # layer 0 for all copies: one wide matrix-vector product (with the previous sample's step)
+            if t == t0:
+                _rows_forward(x, W0.reshape(d * W0.shape[1]), 0, W0.shape[1], A0, ident, d)
             else:
-                for j in range(KF):
-                    A0[j] += b0[j]
+                _stepped_forward(x, W0, A0, X[order[t - 1]], D0, lrcol)
+                _bias_step(b0, D0, lrcol)
+            _bias_activate(A0, b0, act, L1 == 1)
             failed = False
             for k in range(K):
-                flat = rest[k]
-                Ak = Ar[k]
-                Dk = Dr[k]
                 lr = lrs[k, t]
                 a0 = A0[k * f0:(k + 1) * f0]
                 d0 = D0[k * f0:(k + 1) * f0]
-                # layers 1.. of copy k (as kernels._sample_epoch)
-                off = 0
-                for l in range(1, L1):
-                    fi, fo, wo, bo = rest_layout[l, 0], rest_layout[l, 1], rest_layout[l, 2], rest_layout[l, 3]
-                    a_prev = a0 if l == 1 else Ak[off - fi:off]
-                    _dense_forward(a_prev, flat[wo:wo + fi * fo].reshape((fi, fo)), flat[bo:bo + fo],
-                                   Ak[off:off + fo], act, l == L1 - 1)
-                    off += fo
                 if L1 > 1:
-                    value = kernel(Ak[out:].ctypes, kout, y[i], kparams.ctypes, Dk[out:].ctypes)
+                    Ak = Ar[k]
+                    _upper_forward(rest[k], rest_layout, act, a0, Ak, rows[k], counts[k], amax[k], bounds[k],
+                                   limit)
+                    value = kernel(Ak[out:].ctypes, kout, y[i], kparams.ctypes, Dr[k, out:].ctypes)
+                    _upper_backward_step(rest[k], rest_layout, act, lr, a0, d0, Ak, Dr[k], rows[k], counts[k],
+                                         amax[k], bounds[k], limit)
                 else:
                     value = kernel(a0.ctypes, kout, y[i], kparams.ctypes, d0.ctypes)
                 values[k] = value
                 if not math.isfinite(value):
                     bad[k] = 1
                     failed = True
-                # backward of layers L1-1..1 with the step fused; the delta of layer 0 lands in D0
-                off = out
-                for l in range(L1 - 1, 0, -1):
-                    fi, fo, wo, bo = rest_layout[l, 0], rest_layout[l, 1], rest_layout[l, 2], rest_layout[l, 3]
-                    prev = off - fi
-                    _dense_backward_step(flat[wo:wo + fi * fo].reshape((fi, fo)), flat[bo:bo + fo],
-                                         Dk[off:off + fo], Ak[prev:off] if l > 1 else a0,
-                                         Dk[prev:off] if l > 1 else d0, act, lr, True)
-                    off = prev
-            # layer 0 step for all copies at once
-            for r in range(d):
-                xr = x[r]
-                Wr = W0[r]
-                for j in range(KF):
-                    Wr[j] -= lrcol[j] * (xr * D0[j])
-            for j in range(KF):
-                b0[j] -= lrcol[j] * D0[j]
+                for j in range(k * f0, (k + 1) * f0):
+                    lrcol[j] = lr
             if failed:
+                _first_layer_step(W0, b0, x, D0, lrcol)
                 return t + 1
-        return order.shape[0]
+        if T > t0:
+            _first_layer_step(W0, b0, X[order[T - 1]], D0, lrcol)
+        return T
 
     @_jit
     def stacked_batch_epoch(W0, b0, gW0, gb0, rest, grest, layout, rest_layout, act, X, y, order, starts, lrs,
@@ -128,6 +113,7 @@ if numba is not None:
         d, f0 = layout[0, 0], layout[0, 1]
         KF = K * f0
         kout = layout[L1 - 1, 1]
+        alpha_beta = np.ones(2, W0.dtype)
         for t in range(t0, starts.shape[0] - 1):
             s0, s1 = starts[t], starts[t + 1]
             m = s1 - s0
@@ -198,23 +184,26 @@ if numba is not None:
                     failed = True
                 if L1 == 1:
                     continue
-                # backward of layers L1-1..1 of copy k (gradient, delta of l-1 with the old W_l, step)
+                # backward of layers L1-1..1 of copy k, as kernels._batch_epoch: delta of l-1 with the old W_l,
+                # then gradient and step in one gemm
+                alpha_beta[0] = -lr
                 off = out
                 for l in range(L1 - 1, 0, -1):
                     fi, fo, wo, bo = rest_layout[l, 0], rest_layout[l, 1], rest_layout[l, 2], rest_layout[l, 3]
                     G = Dk[off:off + m * fo].reshape((m, fo))
                     Wf = flat[wo:wo + fi * fo]
-                    gWf = gflat[wo:wo + fi * fo]
                     b = flat[bo:bo + fo]
                     gb = gflat[bo:bo + fo]
                     prev = off - m * fi
-                    _layer_grads(Ak[prev:off].reshape((m, fi)), G, gWf.reshape((fi, fo)), gb)
                     np.dot(G, Wf.reshape((fi, fo)).T, Dk[prev:off].reshape((m, fi)))
                     Ap = Ak[prev:off]
                     Dp = Dk[prev:off]
                     for q in range(m * fi):
                         Dp[q] *= _derivative(Ap[q], act)
-                    _gd_step(Wf, gWf, b, gb, lr)
+                    _gemm_step(Ak[prev:off].reshape((m, fi)), G, Wf, alpha_beta)
+                    _bias_grad(G, gb)
+                    for j in range(fo):
+                        b[j] -= lr * gb[j]
                     off = prev
                 # copy k's layer-0 delta into its columns of the wide G0
                 D0k = Dk[:m * f0].reshape((m, f0))

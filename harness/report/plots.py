@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.report.ticks import plain_ticks
+
 X_AXES = (("epoch", "epochs", False), ("samples_seen", "samples seen (gradient evaluations)", True),
           ("train_seconds", "training seconds", True))
 DPI = 100
@@ -128,10 +130,16 @@ def _margins(fig, nrows: int, ncols: int, **inches) -> None:
                         hspace=m["hspace"] / max(panel_h, 0.1))
 
 
+def _suptitle(fig, title: str, fontsize: float) -> None:
+    """The figure's title a fixed 0.19 inch from its top (a fraction would reach into the panels of a tall figure)."""
+    fig.suptitle(title, fontsize=fontsize, y=1 - 0.19 / fig.get_size_inches()[1])
+
+
 def _save(fig, path: Path, formats=(), metadata: dict | None = None) -> Path:
     """Write ``path`` and the same figure as each extra format (``svg``, ``pdf``) beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, metadata=metadata)
+    # zlib level 3 instead of 6: a third less encoding time for files 4% larger
+    fig.savefig(path, dpi=DPI, metadata=metadata, **({"pil_kwargs": {"compress_level": 3}} if path.suffix == ".png" else {}))
     for fmt in formats:
         if fmt != path.suffix.lstrip("."):
             fig.savefig(path.with_suffix(f".{fmt}"), dpi=DPI)
@@ -200,7 +208,8 @@ def convergence(rows: pd.DataFrame, sections: list, colors: dict, metric: str, p
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel or metric.replace("_", " "))
             ax.set_title(section)
-    fig.suptitle(title, fontsize=11)
+            plain_ticks(ax)
+    _suptitle(fig, title, 11)
     _legend(fig, {m: c for m, c in colors.items() if (rows["method"] == m).any()})
     return _save(fig, path, formats)
 
@@ -270,11 +279,12 @@ def lr_sensitivity(tune_runs: pd.DataFrame, chosen: pd.DataFrame, sections: list
         ax.set_xlabel("learning rate")
         ax.set_ylabel("final validation loss")
         ax.set_title(section)
+        plain_ticks(ax)
     from matplotlib.lines import Line2D
 
     extra = [Line2D([], [], ls="", marker="x", color="k", mew=2, label="diverged"),
              Line2D([], [], ls="", marker="o", mfc="none", mec="k", ms=9, label="chosen")]
-    fig.suptitle(title, fontsize=11)
+    _suptitle(fig, title, 11)
     _legend(fig, {m: c for m, c in colors.items() if (tune_runs["method"] == m).any()}, extra)
     return _save(fig, path, formats)
 
@@ -359,7 +369,7 @@ def confusion(final_runs: pd.DataFrame, class_names: list | None, path: Path, ti
                 ax.set_ylabel(f"{section.split(' / ', 1)[-1]}\ntrue class", fontsize=8)
             if i == len(sections) - 1:
                 ax.set_xlabel("predicted", fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    _suptitle(fig, title, 10)
     return _save(fig, path, formats)
 
 
@@ -389,6 +399,7 @@ def performance_profiles(profiles: dict, colors: dict, path: Path, formats=()) -
         ax.set_xlabel(f"tau (ratio to the best {label})")
         ax.set_ylabel("share of dataset/loss sections")
         ax.set_title(f"Performance profile: {label} to target ({len(ratio)} sections)")
+        plain_ticks(ax)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), frameon=False)
     return _save(fig, path, formats)
@@ -427,7 +438,8 @@ def fixed_target(pairs: pd.DataFrame, colors: dict, path: Path, title: str, form
             ax.set_xlabel(label)
             ax.set_ylabel("share of (run, target) pairs")
             ax.set_title(section)
-    fig.suptitle(title, fontsize=11)
+            plain_ticks(ax)
+    _suptitle(fig, title, 11)
     _legend(fig, {m: c for m, c in colors.items() if (pairs["method"] == m).any()})
     return _save(fig, path, formats)
 

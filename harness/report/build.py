@@ -291,10 +291,10 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
     pool = plots.FigurePool(processes)   # draws each figure as soon as it is submitted, beside the rest
     pool.submit("performance-profile", "performance_profiles",
                 {"profiles": ratios, "colors": colors, "path": fig_dir / "performance-profile.png", "formats": formats})
-    for d in diagrams:
-        pool.submit(f"critical-difference-{d['metric']}", "critical_difference",
-                    {"ranks": d["ranks"], "matrix": d["matrix"], "alpha": d["alpha"], "cd": d["cd"], "heading": d["heading"],
-                     "path": fig_dir / f"critical-difference-{d['metric']}.png", "formats": formats})
+    pool.submit_batch({f"critical-difference-{d['metric']}": (
+        "critical_difference", {"ranks": d["ranks"], "matrix": d["matrix"], "alpha": d["alpha"], "cd": d["cd"],
+                                "heading": d["heading"], "path": fig_dir / f"critical-difference-{d['metric']}.png",
+                                "formats": formats}) for d in diagrams})
     pairs = tables.fixed_target_times(rows, final_runs, targets)
     pool.submit("fixed-target", "fixed_target",
                 {"pairs": pairs, "colors": colors, "path": fig_dir / "fixed-target.png", "formats": formats,

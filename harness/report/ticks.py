@@ -35,12 +35,14 @@ def _ticks(axis) -> tuple[list, list] | None:
     return values, [formatter(v, i) for i, v in enumerate(values)]
 
 
-def plain_ticks(ax, fontsize: float = 9.0, grid: bool = True) -> None:
+def plain_ticks(ax, fontsize: float = 9.0, grid: bool = True, y_labels: bool = True) -> None:
     """Replace ``ax``'s ticks by grid lines (one collection per axis) and plain label texts.
 
     Call it once the panel's limits, scales, locators and formatters are final.
     The axis labels (``set_xlabel``/``set_ylabel``) are moved clear of the new
     tick labels. An axis whose labels would need an offset text keeps its ticks.
+    ``y_labels=False`` draws the y grid lines without labels (a panel right of
+    one with the same y range).
     """
     from matplotlib.collections import LineCollection
     from matplotlib.ticker import NullLocator
@@ -70,6 +72,8 @@ def plain_ticks(ax, fontsize: float = 9.0, grid: bool = True) -> None:
         ax.grid(False, axis=name)
         if grid and segments:
             ax.add_collection(LineCollection(segments, transform=transform, zorder=0.5, **GRID), autolim=False)
+        if name == "y" and not y_labels:
+            continue
         for value, label in zip(values, labels):
             if label:
                 point = (value, 0.0) if name == "x" else (0.0, value)

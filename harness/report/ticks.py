@@ -74,7 +74,8 @@ def plain_ticks(ax, fontsize: float = 9.0, grid: bool = True, y_labels: bool = T
             ax.add_collection(LineCollection(segments, transform=transform, zorder=0.5, **GRID), autolim=False)
         if name == "y" and not y_labels:
             continue
+        shifted = transform + shift   # one transform for all labels of the axis (each sum is a new node)
         for value, label in zip(values, labels):
             if label:
                 point = (value, 0.0) if name == "x" else (0.0, value)
-                ax.text(*point, label, transform=transform + shift, fontsize=fontsize, clip_on=False, **place)
+                ax.text(*point, label, transform=shifted, fontsize=fontsize, clip_on=False, **place)

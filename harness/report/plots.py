@@ -545,7 +545,8 @@ def _worker_start() -> None:
     """
     import gc
 
-    gc.freeze()    # what the worker inherited is never scanned again
+    _pyplot()      # imported here, not in the parent: two workers import it while the parent works on
+    gc.freeze()    # what the worker inherited or imported is never scanned again
     gc.disable()
 
 
@@ -559,8 +560,9 @@ class FigurePool:
 
     Figures are independent and matplotlib holds the GIL while drawing, so
     threads would not help; ``processes`` workers (forked: they inherit the
-    imported matplotlib and pandas) start on the first ``submit``. With one
-    process the figures are drawn in ``results`` instead.
+    imported pandas; each imports matplotlib itself, beside the caller's work)
+    start on the first ``submit``. With one process the figures are drawn in
+    ``results`` instead.
     """
 
     def __init__(self, processes: int = PROCESSES):
@@ -595,7 +597,6 @@ class FigurePool:
 
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else None)
-            _pyplot()   # import pyplot once here so that forked workers inherit it
             self.pool = ProcessPoolExecutor(max_workers=self.processes, mp_context=context, initializer=_worker_start)
 
     def results(self) -> dict:

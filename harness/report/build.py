@@ -320,8 +320,15 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
         notes.append("This sweep has no final phase: every stored run is treated as final.")
 
     mark("read")
-    # --- the families' static figures need only the runs: they start drawing now, beside tables and claims
+    # --- the figures that need only the runs start drawing now, beside the tables and claims
     pool = plots.FigurePool(processes)
+    # first the critical-difference diagrams: they need only the final runs' ranks, and their worker
+    # spends most of the job importing scikit-posthocs (with scipy.stats)
+    rank_tables, rank_notes, diagrams = _rank_tables(final_runs, tab_dir)
+    pool.submit_batch({f"critical-difference-{d['metric']}": (
+        "critical_difference", {"ranks": d["ranks"], "matrix": d["matrix"], "alpha": d["alpha"], "cd": d["cd"],
+                                "heading": d["heading"], "path": fig_dir / f"critical-difference-{d['metric']}.png",
+                                "formats": formats}) for d in diagrams})
     family_figures = _family_figures(final_runs, rows, tune_runs, colors, manifest)
     for fam in family_figures.values():
         for f in fam["figures"]:
@@ -348,13 +355,8 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
         if len(rank):
             c, m = _write_table(rank, tab_dir, f"ranking-{measure}")
             ranking_tables.append(html.table(rank, f"Ranking by {label} to target", c, m, digits=3))
-    rank_tables, rank_notes, diagrams = _rank_tables(final_runs, tab_dir)
     pool.submit("performance-profile", "performance_profiles",
                 {"profiles": ratios, "colors": colors, "path": fig_dir / "performance-profile.png", "formats": formats})
-    pool.submit_batch({f"critical-difference-{d['metric']}": (
-        "critical_difference", {"ranks": d["ranks"], "matrix": d["matrix"], "alpha": d["alpha"], "cd": d["cd"],
-                                "heading": d["heading"], "path": fig_dir / f"critical-difference-{d['metric']}.png",
-                                "formats": formats}) for d in diagrams})
     pairs = tables.fixed_target_times(rows, final_runs, targets)
     pool.submit("fixed-target", "fixed_target",
                 {"pairs": pairs, "colors": colors, "path": fig_dir / "fixed-target.png", "formats": formats,

@@ -7,7 +7,9 @@
 The sweep folder is copied to a temporary folder first, so the stored report is
 left alone. The store is read once without its combined cache (timed apart, not in the
 wall), which writes the cache; the timed build then reads the cache, as a rebuild does. Wall seconds per phase come from build_report(timings=...); the
-CPU line counts this process and its figure workers. Numbers mean little when
+CPU line counts this process and its figure workers (whose per-kind CPU includes
+their imports of matplotlib, and of scikit-posthocs for the critical-difference
+diagrams, as under `harness report`). Numbers mean little when
 the load average is above the core count: it is printed so the reader can judge.
 """
 from __future__ import annotations
@@ -45,15 +47,14 @@ def main() -> int:
     parser.add_argument("--format", default="png")
     args = parser.parse_args()
 
+    # only what `harness report` imports in its main process: matplotlib (and scikit-posthocs with
+    # scipy.stats) load in the figure workers, so their import time shows in the figures' CPU seconds
     t0 = time.perf_counter()
-    import matplotlib
-    import pandas
-    import scikit_posthocs
-
     import harness
     from harness.report.build import build_report
     from harness.results.store import CACHE_NAME, read_results
     import_seconds = time.perf_counter() - t0
+    from importlib.metadata import version
 
     if args.synthetic:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -66,8 +67,8 @@ def main() -> int:
             sys.exit(f"bench_report: no stored results in {source}/results (run `python -m harness sweep` first)")
         results = None
     print(f"# harness report benchmark, {time.strftime('%Y-%m-%d %H:%M')}")
-    print(f"python {platform.python_version()}, pandas {pandas.__version__}, matplotlib {matplotlib.__version__}, "
-          f"scikit-posthocs {scikit_posthocs.__version__}, "
+    print(f"python {platform.python_version()}, pandas {version('pandas')}, matplotlib {version('matplotlib')}, "
+          f"scikit-posthocs {version('scikit-posthocs')}, "
           f"harness {getattr(harness, '__version__', '?')}; {platform.machine()}, {os.cpu_count()} cores")
     print(f"sweep: {'synthetic (tests/report_sample.py)' if source is None else source}; figure formats: {args.format}")
     print(f"imports: {import_seconds:.2f} s")

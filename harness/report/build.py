@@ -213,6 +213,57 @@ def _rank_tables(final_runs: pd.DataFrame, tab_dir: Path) -> tuple[list, list, l
     return out, notes, diagrams
 
 
+def _family_figures(final_runs: pd.DataFrame, rows: pd.DataFrame, tune_runs: pd.DataFrame, colors: dict,
+                    manifest: dict) -> dict:
+    """Per dataset family: its figures (key, drawing function, alt text, caption, arguments) and its note.
+
+    Listed apart from the page so that the static versions can be drawn
+    from the start of the build; the page shows them in this order.
+    """
+    out = {}
+    for family, fam_runs in final_runs.groupby("family", sort=True):
+        sections = sorted(fam_runs["section"].unique())
+        key = slug(family)
+        fam_rows = rows[rows["family"] == family]
+        figures = []
+
+        def add(name: str, function: str, alt: str, caption: str, **kwargs) -> None:
+            figures.append({"key": name, "function": function, "alt": alt, "caption": caption, "kwargs": kwargs})
+
+        for split in ("train", "test"):
+            add(f"{key}-{split}-loss", "convergence", f"{family} {split} loss curves",
+                f"{split.capitalize()} loss against epochs, samples seen and training seconds "
+                "(log axes where useful). Static image: mean over seeds, band from the lowest to "
+                "the highest seed; interactive: one line per seed (hover names the run).",
+                rows=fam_rows, sections=sections, colors=colors, metric=f"{split}_loss",
+                title=f"{family}: {split} loss")
+        add(f"{key}-suboptimality", "suboptimality", f"{family} suboptimality",
+            "Training loss minus the optimum of the convex model (scikit-learn "
+            "LogisticRegression, no penalty), log scale; gaps at or below 0 are drawn at 1e-12.",
+            rows=fam_rows, sections=sections, colors=colors, title=f"{family}: suboptimality (convex model)")
+        fam_tune = tune_runs[tune_runs["family"] == family]
+        add(f"{key}-learning-rate", "lr_sensitivity", f"{family} learning-rate sensitivity",
+            "Tuning phase: final validation loss against the learning rate (mean over tuning "
+            "seeds, bar: their range). x: diverged; ring: the learning rate chosen.",
+            tune_runs=fam_tune, chosen=fam_runs, sections=sorted(fam_tune["section"].unique()),
+            colors=colors, title=f"{family}: learning-rate sensitivity")
+        ratio = imbalance(fam_runs)
+        info = ""
+        if ratio >= IMBALANCE_RATIO:
+            info = f"Imbalanced: the test split's largest class is {ratio:.1f}x its smallest."
+            add(f"{key}-minority-recall", "minority_recall", f"{family} minority recall",
+                "Test recall of the minority class (fewest training samples) per optimizer "
+                "and loss: bar = mean over seeds, dots = seeds.",
+                final_runs=fam_runs, colors=colors, title=f"{family}: test minority recall by loss")
+            add(f"{key}-confusion", "confusion", f"{family} confusion matrices",
+                "Rows: true class, columns: predicted; colour = share of the true class, "
+                "numbers = counts summed over seeds.",
+                final_runs=fam_runs, class_names=_class_names(manifest, str(fam_runs["dataset"].iloc[0])),
+                title=f"{family}: test confusion matrices (summed over seeds)")
+        out[family] = {"figures": figures, "info": info}
+    return out
+
+
 def _figure(path: Path | None, sweep_dir: Path, alt: str, caption: str) -> dict | None:
     if path is None:
         return None
@@ -269,6 +320,23 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
         notes.append("This sweep has no final phase: every stored run is treated as final.")
 
     mark("read")
+    # --- the figures that need only the runs start drawing now, beside the tables and claims
+    pool = plots.FigurePool(processes)
+    # first the critical-difference diagrams: they need only the final runs' ranks, and their worker
+    # spends most of the job importing scikit-posthocs (with scipy.stats)
+    rank_tables, rank_notes, diagrams = _rank_tables(final_runs, tab_dir)
+    pool.submit_batch({f"critical-difference-{d['metric']}": (
+        "critical_difference", {"ranks": d["ranks"], "matrix": d["matrix"], "alpha": d["alpha"], "cd": d["cd"],
+                                "heading": d["heading"], "path": fig_dir / f"critical-difference-{d['metric']}.png",
+                                "formats": formats}) for d in diagrams})
+    family_figures = _family_figures(final_runs, rows, tune_runs, colors, manifest)
+    for fam in family_figures.values():
+        for f in fam["figures"]:
+            static = dict(f["kwargs"])
+            if "rows" in static:   # the per-epoch frame is the big one: send the workers only what they draw
+                static["rows"] = static["rows"][[c for c in PLOT_ROW_COLUMNS if c in static["rows"].columns]]
+            pool.submit(f["key"], f["function"], {**static, "path": fig_dir / f"{f['key']}.png", "formats": formats})
+    mark("family figures submitted")
     # --- tables
     targets = tables.section_targets(final_runs)
     reach = tables.time_to_target(rows, final_runs, targets)
@@ -287,14 +355,8 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
         if len(rank):
             c, m = _write_table(rank, tab_dir, f"ranking-{measure}")
             ranking_tables.append(html.table(rank, f"Ranking by {label} to target", c, m, digits=3))
-    rank_tables, rank_notes, diagrams = _rank_tables(final_runs, tab_dir)
-    pool = plots.FigurePool(processes)   # draws each figure as soon as it is submitted, beside the rest
     pool.submit("performance-profile", "performance_profiles",
                 {"profiles": ratios, "colors": colors, "path": fig_dir / "performance-profile.png", "formats": formats})
-    for d in diagrams:
-        pool.submit(f"critical-difference-{d['metric']}", "critical_difference",
-                    {"ranks": d["ranks"], "matrix": d["matrix"], "alpha": d["alpha"], "cd": d["cd"], "heading": d["heading"],
-                     "path": fig_dir / f"critical-difference-{d['metric']}.png", "formats": formats})
     pairs = tables.fixed_target_times(rows, final_runs, targets)
     pool.submit("fixed-target", "fixed_target",
                 {"pairs": pairs, "colors": colors, "path": fig_dir / "fixed-target.png", "formats": formats,
@@ -321,64 +383,25 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
 
     specs = {}   # the interactive versions (plotly), keyed like the PNGs they replace on screen
 
-    def job(key: str, function: str, alt: str, caption: str, **kwargs) -> dict:
-        static = dict(kwargs)
-        if "rows" in static:   # the per-epoch frame is the big one: send the workers only what they draw
-            static["rows"] = static["rows"][[c for c in PLOT_ROW_COLUMNS if c in static["rows"].columns]]
-        pool.submit(key, function, {**static, "path": fig_dir / f"{key}.png", "formats": formats})
-        live = getattr(interactive, function, None)
-        if live is not None:
-            spec = live(**{k: v for k, v in kwargs.items() if k in live.__code__.co_varnames})
-            if spec is not None:
-                specs[key] = spec
-        return {"key": key, "alt": alt, "caption": caption}
-
     for family, fam_runs in final_runs.groupby("family", sort=True):
         sections = sorted(fam_runs["section"].unique())
-        key = slug(family)
-        fam_rows = rows[rows["family"] == family]
         ftables = []
         for section in sections:
             part = numeric[numeric["section"] == section]
             tgt = targets.set_index("section")["target_loss"].get(section, np.nan)
             title = f"{section} — target train loss {tables.fmt(tgt)}"
             ftables.append(html.table(tables.formatted(part), title, csv, md))
-        figures = []
-        for split in ("train", "test"):
-            figures.append(job(f"{key}-{split}-loss", "convergence", f"{family} {split} loss curves",
-                               f"{split.capitalize()} loss against epochs, samples seen and training seconds "
-                               "(log axes where useful). Static image: mean over seeds, band from the lowest to "
-                               "the highest seed; interactive: one line per seed (hover names the run).",
-                               rows=fam_rows, sections=sections, colors=colors, metric=f"{split}_loss",
-                               title=f"{family}: {split} loss"))
-        figures.append(job(f"{key}-suboptimality", "suboptimality", f"{family} suboptimality",
-                           "Training loss minus the optimum of the convex model (scikit-learn "
-                           "LogisticRegression, no penalty), log scale; gaps at or below 0 are drawn at 1e-12.",
-                           rows=fam_rows, sections=sections, colors=colors,
-                           title=f"{family}: suboptimality (convex model)"))
+        fam = family_figures[family]
+        for f in fam["figures"]:
+            live = getattr(interactive, f["function"], None)
+            if live is not None:
+                spec = live(**{k: v for k, v in f["kwargs"].items() if k in live.__code__.co_varnames})
+                if spec is not None:
+                    specs[f["key"]] = spec
         fam_tune = tune_runs[tune_runs["family"] == family]
-        figures.append(job(f"{key}-learning-rate", "lr_sensitivity", f"{family} learning-rate sensitivity",
-                           "Tuning phase: final validation loss against the learning rate (mean over tuning "
-                           "seeds, bar: their range). x: diverged; ring: the learning rate chosen.",
-                           tune_runs=fam_tune, chosen=fam_runs, sections=sorted(fam_tune["section"].unique()),
-                           colors=colors, title=f"{family}: learning-rate sensitivity"))
-        ratio = imbalance(fam_runs)
-        info = ""
-        if ratio >= IMBALANCE_RATIO:
-            info = f"Imbalanced: the test split's largest class is {ratio:.1f}x its smallest."
-            figures.append(job(f"{key}-minority-recall", "minority_recall", f"{family} minority recall",
-                               "Test recall of the minority class (fewest training samples) per optimizer "
-                               "and loss: bar = mean over seeds, dots = seeds.",
-                               final_runs=fam_runs, colors=colors, title=f"{family}: test minority recall by loss"))
-            figures.append(job(f"{key}-confusion", "confusion", f"{family} confusion matrices",
-                               "Rows: true class, columns: predicted; colour = share of the true class, "
-                               "numbers = counts summed over seeds.",
-                               final_runs=fam_runs,
-                               class_names=_class_names(manifest, str(fam_runs["dataset"].iloc[0])),
-                               title=f"{family}: test confusion matrices (summed over seeds)"))
-        families.append({"name": family, "anchor": f"ds-{key}", "info": info, "tables": ftables,
+        families.append({"name": family, "anchor": f"ds-{slug(family)}", "info": fam["info"], "tables": ftables,
                          "edges": _flagged_edges(manifest, fam_runs) if tuning else _grid_edges(fam_tune, fam_runs),
-                         "figures": figures})
+                         "figures": [{k: f[k] for k in ("key", "alt", "caption")} for f in fam["figures"]]})
 
     spec = interactive.performance_profiles(ratios, colors, profile.tau_max)
     if spec is not None:

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.report.ticks import plain_ticks
+
 X_AXES = (("epoch", "epochs", False), ("samples_seen", "samples seen (gradient evaluations)", True),
           ("train_seconds", "training seconds", True))
 DPI = 100
@@ -128,10 +130,16 @@ def _margins(fig, nrows: int, ncols: int, **inches) -> None:
                         hspace=m["hspace"] / max(panel_h, 0.1))
 
 
+def _suptitle(fig, title: str, fontsize: float) -> None:
+    """The figure's title a fixed 0.19 inch from its top (a fraction would reach into the panels of a tall figure)."""
+    fig.suptitle(title, fontsize=fontsize, y=1 - 0.19 / fig.get_size_inches()[1])
+
+
 def _save(fig, path: Path, formats=(), metadata: dict | None = None) -> Path:
     """Write ``path`` and the same figure as each extra format (``svg``, ``pdf``) beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, metadata=metadata)
+    # zlib level 3 instead of 6: a third less encoding time for files 4% larger
+    fig.savefig(path, dpi=DPI, metadata=metadata, **({"pil_kwargs": {"compress_level": 3}} if path.suffix == ".png" else {}))
     for fmt in formats:
         if fmt != path.suffix.lstrip("."):
             fig.savefig(path.with_suffix(f".{fmt}"), dpi=DPI)
@@ -167,10 +175,12 @@ def convergence(rows: pd.DataFrame, sections: list, colors: dict, metric: str, p
         srows = rows[rows["section"] == section]
         if transform is not None:
             srows = transform(srows)
+        groups = list(srows.groupby("method", sort=True))
+        row_drawn = []
         for j, (x, xlabel, logx) in enumerate(X_AXES):
             ax = axes[i, j]
             drawn, lines, line_colors, bands, band_colors = [], [], [], [], []
-            for method, mrows in srows.groupby("method", sort=True):
+            for method, mrows in groups:
                 band = mean_band(mrows, x, metric)
                 if logx:
                     band = band[band["x"] > 0]
@@ -186,21 +196,28 @@ def convergence(rows: pd.DataFrame, sections: list, colors: dict, metric: str, p
                     band_colors.append(c)
                 drawn.append(band)
             _collections(ax, lines, line_colors, bands, band_colors)
-            limits = _loss_limits(drawn)
+            row_drawn.extend(drawn)
+        # the three panels of a row show the same values against three x measures: one y range,
+        # labelled once on the left (fewer texts to draw, and the panels compare at a glance)
+        limits = _loss_limits(row_drawn)
+        for j, (x, xlabel, logx) in enumerate(X_AXES):
+            ax = axes[i, j]
             if limits:
                 ax.set_yscale("log")
                 ax.set_ylim(*limits)
                 _log(ax.yaxis)
             if logx:
                 ax.set_xscale("log")
-                ax.autoscale_view()
+                ax.autoscale_view(scaley=not limits)
                 _log(ax.xaxis)
             else:
                 _linear(ax.xaxis)
             ax.set_xlabel(xlabel)
-            ax.set_ylabel(ylabel or metric.replace("_", " "))
+            if j == 0:
+                ax.set_ylabel(ylabel or metric.replace("_", " "))
             ax.set_title(section)
-    fig.suptitle(title, fontsize=11)
+            plain_ticks(ax, y_labels=j == 0)
+    _suptitle(fig, title, 11)
     _legend(fig, {m: c for m, c in colors.items() if (rows["method"] == m).any()})
     return _save(fig, path, formats)
 
@@ -227,39 +244,62 @@ def lr_sensitivity(tune_runs: pd.DataFrame, chosen: pd.DataFrame, sections: list
     """Final validation loss against learning rate per optimizer (tune phase), one panel per section.
 
     Crosses at the top mark learning rates where a run diverged; a ring marks
-    the learning rate the sweep chose.
+    the learning rate the sweep chose. Per panel, the mean lines, the range
+    bars, the crosses and the rings are one artist each (numpy, not a pandas
+    filter and a plot call per optimizer: those were most of the figure's time).
     """
     plt = _pyplot()
     sections = [s for s in sections if (tune_runs["section"] == s).any()]
     if not sections:
         return None
-    # only the columns drawn: each filter below copies every column of the run table (dozens)
-    drawn = ["section", "method", "lr", "status", "val_loss"]
-    tune_runs, chosen = tune_runs[drawn], chosen[["section", "method", "lr"]]
+    from matplotlib.collections import LineCollection
+
+    section, method = tune_runs["section"].to_numpy(object), tune_runs["method"].to_numpy(object)
+    lr, val = tune_runs["lr"].to_numpy(float), tune_runs["val_loss"].to_numpy(float)
+    status = tune_runs["status"].to_numpy(object)
+    drawn_ok = (status != "diverged") & np.isfinite(val)
+    failed = ~drawn_ok & np.isin(status, ("diverged", "done", "stopped"))
+    c_section, c_method = chosen["section"].to_numpy(object), chosen["method"].to_numpy(object)
+    c_lr = chosen["lr"].to_numpy(float)
     cols = min(3, len(sections))
     nrows = int(np.ceil(len(sections) / cols))
     fig, axes = _figure(plt, nrows, cols, 4.3, 3.0)
     for ax in axes.flat[len(sections):]:
         ax.set_visible(False)
-    for ax, section in zip(axes.flat, sections):
-        s = tune_runs[tune_runs["section"] == section]
-        finite = s["val_loss"][np.isfinite(s["val_loss"]) & (s["status"] != "diverged")]
+    for ax, name in zip(axes.flat, sections):
+        here = section == name
+        finite = val[here & drawn_ok]
         top = float(finite.max()) * 1.5 if len(finite) else 10.0
-        for method, m in s.groupby("method", sort=True):
-            c = colors.get(method, "k")
-            ok = m[(m["status"] != "diverged") & np.isfinite(m["val_loss"])]
-            agg = ok.groupby("lr")["val_loss"].agg(["mean", "min", "max"]).sort_index()
-            if not agg.empty:
-                ax.plot(agg.index, agg["mean"], "-", color=c, lw=1.4)
-                ax.vlines(agg.index, agg["min"], agg["max"], color=c, lw=1)
-            bad = m[(m["status"] == "diverged") | ~np.isfinite(m["val_loss"])]
-            bad = bad[bad["status"].isin(("diverged", "done", "stopped"))]
-            if len(bad):
-                ax.plot(bad["lr"].unique(), np.full(bad["lr"].nunique(), top), "x", color=c, ms=7, mew=2)
-            pick = chosen[(chosen["section"] == section) & (chosen["method"] == method)]["lr"].dropna().unique()
-            for lr in pick:
-                if lr in agg.index:
-                    ax.plot([lr], [agg.loc[lr, "mean"]], "o", mfc="none", mec=c, ms=10, mew=1.5)
+        lines, line_colors, bars, bar_colors, crosses, cross_colors, rings, ring_colors = ([] for _ in range(8))
+        for m in sorted(set(method[here])):
+            c = colors.get(m, "k")
+            mine = here & (method == m)
+            ok = mine & drawn_ok
+            grid, group = np.unique(lr[ok], return_inverse=True)
+            if len(grid):
+                mean = np.bincount(group, weights=val[ok]) / np.bincount(group)
+                low, high = np.full(len(grid), np.inf), np.full(len(grid), -np.inf)
+                np.minimum.at(low, group, val[ok])
+                np.maximum.at(high, group, val[ok])
+                lines.append(np.column_stack([grid, mean]))
+                line_colors.append(c)
+                bars.extend(((x, lo), (x, hi)) for x, lo, hi in zip(grid, low, high))
+                bar_colors.extend([c] * len(grid))
+                picked = np.unique(c_lr[(c_section == name) & (c_method == m)])
+                for x in picked[np.isin(picked, grid)]:
+                    rings.append((x, mean[np.searchsorted(grid, x)]))
+                    ring_colors.append(c)
+            for x in np.unique(lr[mine & failed]):
+                crosses.append((x, top))
+                cross_colors.append(c)
+        if bars:
+            ax.add_collection(LineCollection(bars, colors=bar_colors, linewidths=1))
+            ax.add_collection(LineCollection(lines, colors=line_colors, linewidths=1.4))
+        if crosses:
+            ax.scatter(*np.transpose(crosses), marker="x", c=cross_colors, s=49, linewidths=2)
+        if rings:
+            ax.scatter(*np.transpose(rings), marker="o", facecolors="none", edgecolors=ring_colors, s=100,
+                       linewidths=1.5)
         ax.set_xscale("log")
         if len(finite) and (finite > 0).all():
             ax.set_yscale("log")
@@ -269,12 +309,13 @@ def lr_sensitivity(tune_runs: pd.DataFrame, chosen: pd.DataFrame, sections: list
             _log(ax.yaxis)
         ax.set_xlabel("learning rate")
         ax.set_ylabel("final validation loss")
-        ax.set_title(section)
+        ax.set_title(name)
+        plain_ticks(ax)
     from matplotlib.lines import Line2D
 
     extra = [Line2D([], [], ls="", marker="x", color="k", mew=2, label="diverged"),
              Line2D([], [], ls="", marker="o", mfc="none", mec="k", ms=9, label="chosen")]
-    fig.suptitle(title, fontsize=11)
+    _suptitle(fig, title, 11)
     _legend(fig, {m: c for m, c in colors.items() if (tune_runs["method"] == m).any()}, extra)
     return _save(fig, path, formats)
 
@@ -359,7 +400,7 @@ def confusion(final_runs: pd.DataFrame, class_names: list | None, path: Path, ti
                 ax.set_ylabel(f"{section.split(' / ', 1)[-1]}\ntrue class", fontsize=8)
             if i == len(sections) - 1:
                 ax.set_xlabel("predicted", fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    _suptitle(fig, title, 10)
     return _save(fig, path, formats)
 
 
@@ -389,12 +430,18 @@ def performance_profiles(profiles: dict, colors: dict, path: Path, formats=()) -
         ax.set_xlabel(f"tau (ratio to the best {label})")
         ax.set_ylabel("share of dataset/loss sections")
         ax.set_title(f"Performance profile: {label} to target ({len(ratio)} sections)")
+        plain_ticks(ax)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), frameon=False)
     return _save(fig, path, formats)
 
 
 FIXED_TARGET_AXES = (("samples_seen", "samples seen"), ("train_seconds", "training seconds"))
+
+
+def _post_steps(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The vertices ``ax.step(x, y, where="post")`` draws: flat to the next x, then up (for a LineCollection)."""
+    return np.column_stack([np.repeat(x, 2)[1:], np.repeat(y, 2)[:-1]])
 
 
 def fixed_target(pairs: pd.DataFrame, colors: dict, path: Path, title: str, formats=()) -> Path | None:
@@ -405,12 +452,15 @@ def fixed_target(pairs: pd.DataFrame, colors: dict, path: Path, title: str, form
     plt = _pyplot()
     if pairs.empty or not np.isfinite(pairs[FIXED_TARGET_AXES[0][0]]).any():
         return None
+    from matplotlib.ticker import FixedLocator
+
     sections = sorted(pairs["section"].unique())
     fig, axes = _figure(plt, len(sections), len(FIXED_TARGET_AXES), 4.3, 2.6)
     for i, section in enumerate(sections):
         spairs = pairs[pairs["section"] == section]
         for j, (column, label) in enumerate(FIXED_TARGET_AXES):
             ax = axes[i, j]
+            lines, line_colors = [], []
             for method, m in spairs.groupby("method", sort=True):
                 x, y = ecdf(m[column], len(m))
                 x = x[x > 0] if len(x) else x
@@ -418,16 +468,20 @@ def fixed_target(pairs: pd.DataFrame, colors: dict, path: Path, title: str, form
                     continue
                 y = y[-len(x):]
                 # start at zero just left of the first reach, end flat at the right edge (drawn below)
-                ax.step(np.r_[x[0], x], np.r_[0.0, y], where="post", color=colors.get(method, "k"), lw=1.6)
+                lines.append(_post_steps(np.r_[x[0], x], np.r_[0.0, y]))
+                line_colors.append(colors.get(method, "k"))
+            _collections(ax, lines, line_colors, [], [])
             ax.set_xscale("log")
             ax.autoscale_view()
             _log(ax.xaxis)
             ax.set_ylim(-0.02, 1.02)
-            ax.set_yticks([0.0, 0.25, 0.5, 0.75, 1.0])
+            ax.yaxis.set_major_locator(FixedLocator([0.0, 0.25, 0.5, 0.75, 1.0]))
             ax.set_xlabel(label)
-            ax.set_ylabel("share of (run, target) pairs")
+            if j == 0:   # the panels of a row share the y range: its labels once, on the left
+                ax.set_ylabel("share of (run, target) pairs")
             ax.set_title(section)
-    fig.suptitle(title, fontsize=11)
+            plain_ticks(ax, y_labels=j == 0)
+    _suptitle(fig, title, 11)
     _legend(fig, {m: c for m, c in colors.items() if (pairs["method"] == m).any()})
     return _save(fig, path, formats)
 
@@ -468,7 +522,7 @@ def critical_difference(ranks: pd.Series, matrix: pd.DataFrame, alpha: float, cd
 
 
 # --------------------------------------------------------------------------- rendering in parallel
-PROCESSES = 2
+from harness.report.workers import PROCESSES  # noqa: E402  (2; the CLI pre-starts that many)
 FUNCTIONS = {f.__name__: f for f in (convergence, suboptimality, lr_sensitivity, minority_recall, confusion,
                                      performance_profiles, fixed_target, critical_difference)}
 
@@ -481,31 +535,72 @@ def _run(job: tuple) -> tuple[Path | None, float]:
     return path, time.process_time() - start
 
 
+def _worker_start() -> None:
+    """A figure worker runs without the cyclic garbage collector.
+
+    A figure is tens of thousands of matplotlib objects in reference cycles:
+    the collector's repeated passes over them (and over the inherited modules)
+    took 15% of the drawing time. A worker lives for one report, so its
+    garbage is left until it exits (about 60 MB for all of the default sweep's figures).
+    """
+    import gc
+
+    _pyplot()      # imported here, not in the parent: two workers import it while the parent works on
+    gc.freeze()    # what the worker inherited or imported is never scanned again
+    gc.disable()
+
+
+def _run_batch(jobs: dict) -> dict:
+    """Draw several figures in one worker: ``{key: (path, cpu seconds)}`` (see ``FigurePool.submit_batch``)."""
+    return {key: _run(job) for key, job in jobs.items()}
+
+
 class FigurePool:
     """Draws figures in worker processes while the caller goes on with tables, claims and the page.
 
     Figures are independent and matplotlib holds the GIL while drawing, so
     threads would not help; ``processes`` workers (forked: they inherit the
-    imported matplotlib and pandas) start on the first ``submit``. With one
-    process the figures are drawn in ``results`` instead.
+    imported pandas; each imports matplotlib itself, beside the caller's work)
+    start on the first ``submit``. With one process the figures are drawn in
+    ``results`` instead.
     """
 
     def __init__(self, processes: int = PROCESSES):
         self.processes, self.jobs, self.futures, self.pool = processes, {}, {}, None
-        self.cpu_seconds = {}
+        self.batches, self.cpu_seconds = [], {}
 
     def submit(self, key: str, function: str, kwargs: dict) -> None:
         self.jobs[key] = (function, kwargs)
         if self.processes > 1:
-            if self.pool is None:
-                import multiprocessing
-                from concurrent.futures import ProcessPoolExecutor
-
-                methods = multiprocessing.get_all_start_methods()
-                context = multiprocessing.get_context("fork" if "fork" in methods else None)
-                _pyplot()   # import pyplot once here so that forked workers inherit it
-                self.pool = ProcessPoolExecutor(max_workers=self.processes, mp_context=context)
+            self._start()
             self.futures[key] = self.pool.submit(_run, self.jobs[key])
+
+    def submit_batch(self, jobs: dict) -> None:
+        """Draw ``{key: (function, kwargs)}`` one after the other in the same worker.
+
+        For figures that share an expensive import: the critical-difference
+        diagrams each need scikit-posthocs (with scipy.stats, 0.5 s and more
+        to import), which two workers would each import.
+        """
+        if self.processes <= 1 or len(jobs) < 2:
+            for key, (function, kwargs) in jobs.items():
+                self.submit(key, function, kwargs)
+            return
+        self.jobs.update(jobs)
+        self._start()
+        self.batches.append((tuple(jobs), self.pool.submit(_run_batch, dict(jobs))))
+
+    def _start(self) -> None:
+        if self.pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if "fork" in methods else None)
+            from harness.report import workers
+
+            self.pool = workers.take(self.processes) or ProcessPoolExecutor(
+                max_workers=self.processes, mp_context=context, initializer=_worker_start)
 
     def results(self) -> dict:
         """``{key: path or None}`` for every submitted figure, once all are drawn.
@@ -513,8 +608,11 @@ class FigurePool:
         ``cpu_seconds`` then holds the CPU seconds spent per figure kind (function name).
         """
         try:
-            drawn = {key: self.futures[key].result() if key in self.futures else _run(job)
-                     for key, job in self.jobs.items()}
+            batched = {}
+            for _keys, future in self.batches:
+                batched.update(future.result())
+            drawn = {key: batched[key] if key in batched else self.futures[key].result() if key in self.futures
+                     else _run(job) for key, job in self.jobs.items()}
         finally:
             self.close()
         self.cpu_seconds = {}

@@ -181,26 +181,3 @@ def test_holm_decides_even_below_the_pairs_the_smallest_threshold_needs():
     first = stats.holm_within(ev.p, [0.5] * 7)
     verdict, reason = stats.decide(ev, first, stats.ALPHA, 8, {})
     assert verdict == stats.INCONCLUSIVE and reason.startswith("too few pairs") and "at least 9" in reason
-
-
-def test_distributions_equal_scipy_stats_to_the_last_bit():
-    """harness.report.distributions stands in for four scipy.stats functions (import time): same floats."""
-    from scipy.stats import binomtest, friedmanchisquare, rankdata, studentized_range
-
-    from harness.report import distributions as dist
-
-    for n in range(1, 120):
-        for k in range(n + 1):
-            assert dist.sign_test_p(k, n) == binomtest(k, n, 0.5).pvalue, (k, n)
-    rng = np.random.default_rng(3)
-    for trial in range(300):
-        shape = (int(rng.integers(2, 12)), int(rng.integers(3, 7)))
-        m = rng.integers(0, 3, size=shape).astype(float) if trial % 2 else rng.random(shape)
-        assert np.array_equal(dist.rank_rows(m), rankdata(m, axis=1))
-        with np.errstate(invalid="ignore", divide="ignore"):   # every block all tied: scipy warns, gives NaN
-            ref = friedmanchisquare(*m.T)
-        assert dist.friedman_chi2(m) == (float(ref.statistic), float(ref.pvalue)) or np.isnan(ref.statistic)
-    assert np.isnan(dist.rank_rows([[1.0, np.nan, 2.0]])).all()
-    for k in range(2, 31):
-        assert dist.studentized_range_q(k, 0.05) == studentized_range.ppf(0.95, k, np.inf)
-    assert dist.studentized_range_q(4, 0.1) == studentized_range.ppf(0.9, 4, np.inf)

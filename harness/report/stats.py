@@ -3,8 +3,7 @@
 A claim is judged on per-pair *effects* signed so that a positive effect
 supports it. |effect| at or below the claim's tie tolerance is a tie: counted
 and reported, but dropped from the sign test (an exact binomial test of the
-supporting share against 1/2, two-sided, ``scipy.stats.binomtest``'s value, computed by
-:mod:`harness.report.distributions` without importing scipy.stats). The
+supporting share against 1/2, two-sided, ``scipy.stats.binomtest``). The
 p-values of the claims on one page are corrected together with Holm's
 step-down method, so the chance that the page shows any definite verdict
 for a claim that is really a coin flip stays at most ``ALPHA``. The effect is
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-from harness.report.distributions import friedman_chi2, rank_rows, sign_test_p, studentized_range_q
+from scipy.stats import binomtest, friedmanchisquare, rankdata, studentized_range
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 ALPHA = 0.05
@@ -35,7 +34,7 @@ def sign_test(support: int, against: int) -> float:
     n = support + against
     if n == 0:
         return 1.0
-    return sign_test_p(support, n)
+    return float(binomtest(support, n, 0.5, alternative="two-sided").pvalue)
 
 
 def holm(pvalues) -> np.ndarray:
@@ -209,7 +208,7 @@ def _decide(ev: Evidence, p_adj: float, alpha: float, m: int, sections: dict) ->
 # --------------------------------------------------------------------------- ranks across sections
 def average_ranks(matrix) -> np.ndarray:
     """Mean rank of each column over the rows (rank 1 = lowest value; ties share the mean rank)."""
-    return rank_rows(matrix).mean(axis=0)
+    return rankdata(np.asarray(matrix, dtype=float), axis=1).mean(axis=0)
 
 
 def friedman(matrix) -> tuple[float, float]:
@@ -217,12 +216,13 @@ def friedman(matrix) -> tuple[float, float]:
     values = np.asarray(matrix, dtype=float)
     if values.shape[0] < 2 or values.shape[1] < 3:
         return np.nan, np.nan
-    return friedman_chi2(values)
+    result = friedmanchisquare(*values.T)
+    return float(result.statistic), float(result.pvalue)
 
 
 def nemenyi_cd(k: int, n: int, alpha: float = ALPHA) -> float:
     """The Nemenyi critical difference of average ranks for k methods over n blocks (Demsar 2006)."""
     if k < 2 or n < 1:
         return np.nan
-    q = studentized_range_q(k, alpha) / math.sqrt(2)
+    q = studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2)
     return float(q * math.sqrt(k * (k + 1) / (6.0 * n)))

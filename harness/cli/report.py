@@ -46,12 +46,6 @@ def _sweep_dir(text: str) -> Path:
 
 def execute(args) -> int:
     sweep_dir = _sweep_dir(args.dir)
-    # the figure workers fork now and import matplotlib while this process imports pandas and reads
-    # (not for a folder with nothing to read: that fails below in a moment)
-    from harness.report import workers
-
-    if (sweep_dir / "results").is_dir():
-        workers.prestart(workers.PROCESSES)
     formats = [f for f in str(getattr(args, "format", "png")).split(",") if f.strip()]
     # pandas, pyarrow and matplotlib load here, not at import, so that `harness --help` stays fast
     from harness.report.build import build_report, check_formats

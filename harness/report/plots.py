@@ -522,7 +522,7 @@ def critical_difference(ranks: pd.Series, matrix: pd.DataFrame, alpha: float, cd
 
 
 # --------------------------------------------------------------------------- rendering in parallel
-from harness.report.workers import PROCESSES  # noqa: E402  (2; the CLI pre-starts that many)
+PROCESSES = 2
 FUNCTIONS = {f.__name__: f for f in (convergence, suboptimality, lr_sensitivity, minority_recall, confusion,
                                      performance_profiles, fixed_target, critical_difference)}
 
@@ -597,10 +597,7 @@ class FigurePool:
 
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else None)
-            from harness.report import workers
-
-            self.pool = workers.take(self.processes) or ProcessPoolExecutor(
-                max_workers=self.processes, mp_context=context, initializer=_worker_start)
+            self.pool = ProcessPoolExecutor(max_workers=self.processes, mp_context=context, initializer=_worker_start)
 
     def results(self) -> dict:
         """``{key: path or None}`` for every submitted figure, once all are drawn.

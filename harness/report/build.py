@@ -238,8 +238,8 @@ def _family_figures(final_runs: pd.DataFrame, rows: pd.DataFrame, tune_runs: pd.
                 rows=fam_rows, sections=sections, colors=colors, metric=f"{split}_loss",
                 title=f"{family}: {split} loss")
         add(f"{key}-suboptimality", "suboptimality", f"{family} suboptimality",
-            "Training loss minus the optimum of the convex model (scikit-learn "
-            "LogisticRegression, no penalty), log scale; gaps at or below 0 are drawn at 1e-12.",
+            "Training loss minus the optimum of the convex model (from the loss's own solver, "
+            "optimum_logits), log scale; gaps at or below 0 are drawn at 1e-12.",
             rows=fam_rows, sections=sections, colors=colors, title=f"{family}: suboptimality (convex model)")
         fam_tune = tune_runs[tune_runs["family"] == family]
         add(f"{key}-learning-rate", "lr_sensitivity", f"{family} learning-rate sensitivity",

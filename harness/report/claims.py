@@ -45,7 +45,7 @@ KEY_COLUMNS = ("dataset", "dataset_params", "hidden", "activation", "dtype", "lo
 SECTION_LABELLED = set(SECTION_COLUMNS)     # already named by the run's family/section label
 TINY = 1e-300                               # log of a non-positive metric value: treated as this
 # derived per-epoch metric: the training loss's excess over the stored convex optimum (NaN without one),
-# floored where the optimum's own accuracy (LogisticRegression, tol 1e-10) can no longer tell them apart
+# floored where the optimum's own accuracy (the built-in losses' solver: tol 1e-10) can no longer tell them apart
 EXCESS_METRIC, EXCESS_FLOOR = "train_loss_excess", 1e-10
 VERDICT_RULE = (
     f"Each claim compares paired runs that differ only in what the claim is about (every other setting and "

@@ -224,7 +224,7 @@ def convergence(rows: pd.DataFrame, sections: list, colors: dict, metric: str, p
 
 def suboptimality(rows: pd.DataFrame, sections: list, colors: dict, path: Path, title: str,
                   formats=()) -> Path | None:
-    """Train loss minus the convex optimum (scikit-learn LogisticRegression), log scale."""
+    """Train loss minus the convex optimum (the loss's own ``optimum_logits`` solver), log scale."""
     conv = rows[np.isfinite(rows["reference_train_loss"])]
     if conv.empty:
         return None

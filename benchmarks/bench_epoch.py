@@ -15,8 +15,11 @@ features, 10 classes), both standardised.
   ``optim.SGD``, skipped with a note when torch is not importable.
 
 Fairness: BLAS is pinned to one thread for every contestant (threadpoolctl for
-numpy/scipy/scikit-learn, ``torch.set_num_threads(1)``). Each cell is the
-median of ``--repeats`` epochs after one warm-up epoch. Batch size 1 on the
+numpy/scipy/scikit-learn, ``torch.set_num_threads(1)``). The contestants of a
+row are timed in turns (one epoch each per round, ``--repeats`` rounds after
+one warm-up epoch each): a cell is the median of its epochs, a ratio the median
+over rounds of the two epochs' ratio, so a burst of load from other processes
+lands on every contestant of a round alike. Batch size 1 on the
 20000-sample set times the first ``--subset`` samples' updates and scales to a
 full epoch (marked ``*``).
 
@@ -30,7 +33,7 @@ through the numpy path, and one default-sweep ``minibatch-bn`` cell (``ce``,
 hidden 32, relu, 20 epochs, 1000 samples, the trainer's ``train_seconds``) on
 digits and face-vs-background on both paths, beside a plain ``minibatch`` cell.
 
-Usage: ``python benchmarks/bench_epoch.py [--repeats 5] [--subset 2000] [--quick] [--no-compile-cost] [--bn]``
+Usage: ``python benchmarks/bench_epoch.py [--repeats 7] [--subset 2000] [--quick] [--no-compile-cost] [--bn]``
 """
 from __future__ import annotations
 
@@ -78,6 +81,32 @@ def median_time(run_epoch, repeats: int) -> float:
         run_epoch()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def interleaved_times(contestants: dict, repeats: int) -> dict:
+    """Each contestant's epoch times, taken in turns: one epoch of each per round, ``repeats`` rounds.
+
+    Why: on a shared machine the load drifts over seconds; timing one contestant's
+    epochs and then the next one's lets a burst of load land on one of them and
+    move the ratio. In turns, a round's epochs see about the same machine, and the
+    ratio of two contestants is taken per round (``round_ratios``).
+    """
+    for run_epoch in contestants.values():
+        run_epoch()  # warm-up: buffers, caches, lazy imports
+    times = {name: [] for name in contestants}
+    for _ in range(repeats):
+        for name, run_epoch in contestants.items():
+            start = time.perf_counter()
+            run_epoch()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def round_ratios(times: dict, anchor: str, ours_name: str = "ours") -> float:
+    """The median over rounds of anchor time / our time (NaN when the anchor did not run)."""
+    if anchor not in times:
+        return float("nan")
+    return statistics.median(a / o for a, o in zip(times[anchor], times[ours_name]))
 
 
 def ours(X, y, batch, dtype="float64", batch_norm=False, compiled=True):
@@ -226,7 +255,7 @@ def versions() -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=5, help="timed epochs per cell (median)")
+    parser.add_argument("--repeats", type=int, default=7, help="rounds: timed epochs per contestant (median)")
     parser.add_argument("--subset", type=int, default=2000,
                         help="batch size 1 on the 20000-sample set: time this many updates and scale")
     parser.add_argument("--quick", action="store_true", help="digits only")
@@ -236,7 +265,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     torch_make = torch_contestant()
-    print(f"# one-epoch times, median of {args.repeats} (after 1 warm-up); BLAS pinned to 1 thread for all; "
+    print(f"# one-epoch times, median of {args.repeats} rounds (contestants in turns, after 1 warm-up); BLAS pinned to 1 thread for all; "
           f"float64; MLP d-{HIDDEN}-10 relu, SGD lr={LR}, no momentum/penalty")
     print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"uptime at start: {uptime()}")
@@ -259,18 +288,23 @@ def main(argv=None):
                 if batch == 1 and len(y) > args.subset:
                     Xs, ys = X[:args.subset], y[:args.subset]
                     scale, mark = len(y) / args.subset, "*"
-                t_ours = median_time(ours(Xs, ys, batch), args.repeats) * scale
-                t_f32 = median_time(ours(Xs, ys, batch, "float32"), args.repeats) * scale
-                t_sk = median_time(sklearn(Xs, ys, batch), args.repeats) * scale
-                t_torch = (median_time(torch_make(Xs, ys, batch), args.repeats) * scale
-                           if torch_make else float("nan"))
+                contestants = {"ours": ours(Xs, ys, batch), "f32": ours(Xs, ys, batch, "float32"),
+                               "sklearn": sklearn(Xs, ys, batch)}
+                if torch_make:
+                    contestants["torch"] = torch_make(Xs, ys, batch)
+                times = interleaved_times(contestants, args.repeats)
+                med = {k: statistics.median(v) * scale for k, v in times.items()}
+                t_ours, t_f32, t_sk = med["ours"], med["f32"], med["sklearn"]
+                t_torch = med.get("torch", float("nan"))
                 updates = -(-len(y) // batch)
                 label = "full" if batch == len(y) else str(batch)
                 print(f"{name:<11}{label:>7}{len(y):>6}{mark}{t_ours * 1e3:>10.2f}{t_f32 * 1e3:>9.2f}"
                       f"{t_sk * 1e3:>12.2f}"
-                      f"{t_torch * 1e3:>10.2f}{t_sk / t_ours:>9.2f}{t_torch / t_ours:>11.2f}"
+                      f"{t_torch * 1e3:>10.2f}{round_ratios(times, 'sklearn'):>9.2f}"
+                      f"{round_ratios(times, 'torch'):>11.2f}"
                       f"{t_ours / updates * 1e6:>12.1f}", flush=True)
-    print("# ratios > 1: ours (float64) is faster. f32 = ours in float32. * = timed on the first "
+    print("# ratios > 1: ours (float64) is faster; each is the median over rounds of (anchor epoch / our epoch), the "
+          "contestants timed in turns, one epoch each per round. f32 = ours in float32. * = timed on the first "
           f"{args.subset} samples' updates and scaled to the full epoch.")
     if args.bn:
         with threadpool_limits(limits=1):

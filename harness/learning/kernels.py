@@ -38,7 +38,6 @@ import numpy as np
 
 try:  # numba is a dependency, but a missing or broken install must only cost speed
     import numba
-    import numba.extending
     from numba import types as _t
 except ImportError:  # pragma: no cover - exercised only without numba
     numba = None
@@ -550,35 +549,6 @@ if numba is not None:
             for j in range(fo):
                 gb[j] += gr[j]
 
-    def _gemm_step(a_prev, G, Wf, alpha_beta):
-        """``W += alpha_beta[0] * a_prev^T G`` (W is a layer's flat (fi, fo) block): the weight gradient and
-        the plain-GD step in one BLAS ``gemm`` with beta = 1 (``alpha_beta[1]``), alpha = -lr.
-
-        One call instead of a gradient product, a write and a re-read of the
-        gradient buffer and a separate step pass. The numpy path adds ``-lr * g``
-        with BLAS ``axpy``; here BLAS scales and adds the products' sums itself,
-        which may round the update differently in the last bit (the fast path
-        agrees with the numpy path to 1e-10, not bit for bit). numba's own ``np.dot``
-        calls the same ``numba_xxgemm`` entry point with alpha = 1, beta = 0.
-        """
-
-    @numba.extending.overload(_gemm_step)
-    def _gemm_step_impl(a_prev, G, Wf, alpha_beta):
-        T = Wf.dtype
-        ptr = _t.CPointer(T)
-        gemm = _t.ExternalFunction("numba_xxgemm", _t.intc(_t.char, _t.char, _t.char, _t.intp, _t.intp, _t.intp,
-                                                          ptr, ptr, _t.intp, ptr, _t.intp, ptr, ptr, _t.intp))
-        kind = ord("d") if T == _t.float64 else ord("s")
-
-        def impl(a_prev, G, Wf, alpha_beta):
-            # row-major W (fi, fo) is the column-major (fo, fi) matrix G'^T-product: W' += alpha G' a_prev'^T
-            m, fi = a_prev.shape
-            fo = G.shape[1]
-            gemm(kind, ord("n"), ord("t"), fo, fi, m, alpha_beta[0:].ctypes, G.ctypes, fo, a_prev.ctypes, fi,
-                 alpha_beta[1:].ctypes, Wf.ctypes, fo)
-
-        return impl
-
     @_jit
     def _gd_step(Wf, gWf, b, gb, lr):
         """The plain-GD step of one layer: ``W -= lr gW``, ``b -= lr gb``."""
@@ -647,15 +617,9 @@ if numba is not None:
     @_jit
     def _batch_epoch(flat, grads, layout, act, X, y, order, starts, lrs, inv_sizes, identity, kernel, kparams,
                      A, D, Xb):
-        """Mini-batch and full-batch updates: BLAS products (np.dot) and fused element-wise loops.
-
-        Each layer's weight gradient and step are one ``gemm`` (``_gemm_step``), after
-        the delta of the layer below has been taken with the weights before the step;
-        ``grads`` receives the bias gradients only.
-        """
+        """Mini-batch and full-batch updates: BLAS products (np.dot) and fused element-wise loops."""
         L1 = layout.shape[0]
         k = layout[L1 - 1, 1]
-        alpha_beta = np.ones(2, flat.dtype)
         for t in range(starts.shape[0] - 1):
             s0, s1 = starts[t], starts[t + 1]
             m = s1 - s0
@@ -680,26 +644,27 @@ if numba is not None:
             out = off - m * k
             total = _batch_loss(A[out:], D[out:], m, k, y, order[s0:s1], kernel, kparams, inv_sizes[t])
             value = total / m
-            # backward: delta of l-1 (old W_l), then layer l's gradient and step in one BLAS call
-            alpha_beta[0] = -lr
+            # backward: gradients of layer l, then delta of l-1 (old W_l), then the step on layer l
             off = out
             for l in range(L1 - 1, -1, -1):
                 fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
                 G = D[off:off + m * fo].reshape((m, fo))
                 Wf = flat[wo:wo + fi * fo]
+                gWf = grads[wo:wo + fi * fo]
                 b = flat[bo:bo + fo]
                 gb = grads[bo:bo + fo]
                 prev = off - m * fi
+                if l == 0:
+                    _layer_grads(Xm, G, gWf.reshape((fi, fo)), gb)
+                else:
+                    _layer_grads(A[prev:off].reshape((m, fi)), G, gWf.reshape((fi, fo)), gb)
                 if l > 0:
                     np.dot(G, Wf.reshape((fi, fo)).T, D[prev:off].reshape((m, fi)))
                     Ap = A[prev:off]
                     Dp = D[prev:off]
                     for q in range(m * fi):
                         Dp[q] *= _derivative(Ap[q], act)
-                _gemm_step(Xm if l == 0 else A[prev:off].reshape((m, fi)), G, Wf, alpha_beta)
-                _bias_grad(G, gb)
-                for j in range(fo):
-                    b[j] -= lr * gb[j]
+                _gd_step(Wf, gWf, b, gb, lr)
                 off = prev
             if not math.isfinite(value):
                 return t + 1, t

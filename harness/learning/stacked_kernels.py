@@ -29,8 +29,8 @@ from harness.learning.kernels import numba
 
 if numba is not None:
     from harness.learning.kernels import (_activate, _batch_loss, _bias_activate, _bias_activate_rows,
-                                          _bias_grad, _bias_step, _derivative, _first_layer_step, _gather_rows,
-                                          _gemm_step, _rows_forward, _stepped_forward, _upper_backward_step,
+                                          _bias_step, _derivative, _first_layer_step, _gather_rows, _gd_step,
+                                          _layer_grads, _rows_forward, _stepped_forward, _upper_backward_step,
                                           _upper_forward, _weight_bounds)
 
     _jit = numba.njit(cache=True, nogil=True)
@@ -113,7 +113,6 @@ if numba is not None:
         d, f0 = layout[0, 0], layout[0, 1]
         KF = K * f0
         kout = layout[L1 - 1, 1]
-        alpha_beta = np.ones(2, W0.dtype)
         for t in range(t0, starts.shape[0] - 1):
             s0, s1 = starts[t], starts[t + 1]
             m = s1 - s0
@@ -184,26 +183,23 @@ if numba is not None:
                     failed = True
                 if L1 == 1:
                     continue
-                # backward of layers L1-1..1 of copy k, as kernels._batch_epoch: delta of l-1 with the old W_l,
-                # then gradient and step in one gemm
-                alpha_beta[0] = -lr
+                # backward of layers L1-1..1 of copy k (gradient, delta of l-1 with the old W_l, step)
                 off = out
                 for l in range(L1 - 1, 0, -1):
                     fi, fo, wo, bo = rest_layout[l, 0], rest_layout[l, 1], rest_layout[l, 2], rest_layout[l, 3]
                     G = Dk[off:off + m * fo].reshape((m, fo))
                     Wf = flat[wo:wo + fi * fo]
+                    gWf = gflat[wo:wo + fi * fo]
                     b = flat[bo:bo + fo]
                     gb = gflat[bo:bo + fo]
                     prev = off - m * fi
+                    _layer_grads(Ak[prev:off].reshape((m, fi)), G, gWf.reshape((fi, fo)), gb)
                     np.dot(G, Wf.reshape((fi, fo)).T, Dk[prev:off].reshape((m, fi)))
                     Ap = Ak[prev:off]
                     Dp = Dk[prev:off]
                     for q in range(m * fi):
                         Dp[q] *= _derivative(Ap[q], act)
-                    _gemm_step(Ak[prev:off].reshape((m, fi)), G, Wf, alpha_beta)
-                    _bias_grad(G, gb)
-                    for j in range(fo):
-                        b[j] -= lr * gb[j]
+                    _gd_step(Wf, gWf, b, gb, lr)
                     off = prev
                 # copy k's layer-0 delta into its columns of the wide G0
                 D0k = Dk[:m * f0].reshape((m, f0))

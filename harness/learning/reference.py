@@ -24,6 +24,26 @@ from harness.learning.split import Split
 from harness.plugin.specs import resolve_params
 
 
+def optimum_logits(loss, X: np.ndarray, y: np.ndarray, name: str) -> np.ndarray | None:
+    """The loss's ``optimum_logits(X, y)`` as float64 ``(n, n_outputs)``, or None when it offers none.
+
+    One column of log-odds (shape ``(n,)``) is taken as ``(n, 1)``; any other
+    shape is a ValueError naming the loss. Shared by ``convex_optimum`` and the
+    conformance kit (``harness.testing.check_loss_optimum_logits``).
+    """
+    solve = getattr(loss, "optimum_logits", None)
+    got = solve(X, y) if callable(solve) else None
+    if got is None:
+        return None
+    logits = np.asarray(got, np.float64)
+    if logits.ndim == 1:
+        logits = logits[:, None]
+    if logits.shape != (len(y), loss.n_outputs):
+        raise ValueError(f"loss {name}: optimum_logits returned shape {np.shape(got)}, "
+                         f"expected ({len(y)}, {loss.n_outputs})")
+    return logits
+
+
 def convex_optimum(split: Split, loss_name: str, loss_params: dict | None = None, registry=None) -> float:
     """Minimum mean training loss of the model with no hidden layer, from the loss's ``optimum_logits``.
 
@@ -37,14 +57,5 @@ def convex_optimum(split: Split, loss_name: str, loss_params: dict | None = None
     params = resolve_params(spec.params, dict(loss_params or {}), f"loss {loss_name}")
     X, y = np.asarray(split.X_train, np.float64), np.asarray(split.y_train)
     loss = spec.factory(y, split.n_classes, **params)
-    solve = getattr(loss, "optimum_logits", None)
-    logits = solve(X, y) if callable(solve) else None
-    if logits is None:
-        return float("nan")
-    logits = np.asarray(logits, np.float64)
-    if logits.ndim == 1:
-        logits = logits[:, None]
-    if logits.shape != (len(y), loss.n_outputs):
-        raise ValueError(f"loss {loss_name}: optimum_logits returned shape {logits.shape}, "
-                         f"expected ({len(y)}, {loss.n_outputs})")
-    return float(np.mean(loss.per_sample(logits, y)))
+    logits = optimum_logits(loss, X, y, loss_name)
+    return float("nan") if logits is None else float(np.mean(loss.per_sample(logits, y)))

@@ -152,10 +152,9 @@ def run_reference(task: ReferenceTask, registry=None) -> tuple:
         from harness.learning.split import load_split
         from harness.learning.reference import convex_optimum
 
-        split = load_split(task.dataset, seed=task.seed,
-                           registry=registry if registry is not None else _worker_registry(),
-                           **dict(task.dataset_params))
-        return float(convex_optimum(split, task.loss, dict(task.loss_params))), None
+        registry = registry if registry is not None else _worker_registry()
+        split = load_split(task.dataset, seed=task.seed, registry=registry, **dict(task.dataset_params))
+        return float(convex_optimum(split, task.loss, dict(task.loss_params), registry=registry)), None
     except Exception as exc:
         return math.nan, last_line(exc)
 

@@ -374,13 +374,9 @@ if numba is not None:
     @_jit
     def _all_rows(a, rows):
         """List every row of the layer in ``rows``; returns (row count, max |a|, NaN if any a is NaN)."""
-        m = 0.0
         for r in range(a.shape[0]):
             rows[r] = r
-            v = abs(a[r])
-            if not v <= m and m == m:
-                m = v
-        return a.shape[0], m
+        return a.shape[0], _abs_max(a)
 
     @_jit
     def _nonzero_rows(a, rows):
@@ -488,11 +484,12 @@ if numba is not None:
             dmax = _abs_max(delta)
             bound = bounds[l]
             rl = rows[f0 + prev:f0 + off] if l > 1 else rows[:f0]
+            a_prev = a0 if l == 1 else A[prev:off]
             n = counts[l]
             if n < fi and not (act != 1 and bound * dmax * fo < limit and abs(lr) < limit):
-                n, _ = _all_rows(a0 if l == 1 else A[prev:off], rl)
-            _rows_backward_step(flat, wo, fi, fo, flat[bo:bo + fo], delta, a0 if l == 1 else A[prev:off],
-                                d0 if l == 1 else D[prev:off], act, lr, rl, n)
+                n, _ = _all_rows(a_prev, rl)
+            _rows_backward_step(flat, wo, fi, fo, flat[bo:bo + fo], delta, a_prev, d0 if l == 1 else D[prev:off],
+                                act, lr, rl, n)
             bounds[l] = (bound + abs(lr) * amax[l] * dmax) * (1 + 2.0 ** -20)
             off = prev
 

@@ -215,7 +215,8 @@ def _rank_tables(final_runs: pd.DataFrame, tab_dir: Path) -> tuple[list, list, l
 
 def _family_figures(final_runs: pd.DataFrame, rows: pd.DataFrame, tune_runs: pd.DataFrame, colors: dict,
                     manifest: dict) -> dict:
-    """Per dataset family: its figures (key, drawing function, alt text, caption, arguments) and its note.
+    """Per dataset family: its figures (key, drawing function, alt text, caption, arguments), its note,
+    its sections and its tuning runs (the page's family block reads the same).
 
     Listed apart from the page so that the static versions can be drawn
     from the start of the build; the page shows them in this order.
@@ -260,7 +261,7 @@ def _family_figures(final_runs: pd.DataFrame, rows: pd.DataFrame, tune_runs: pd.
                 "numbers = counts summed over seeds.",
                 final_runs=fam_runs, class_names=_class_names(manifest, str(fam_runs["dataset"].iloc[0])),
                 title=f"{family}: test confusion matrices (summed over seeds)")
-        out[family] = {"figures": figures, "info": info}
+        out[family] = {"figures": figures, "info": info, "sections": sections, "tune": fam_tune}
     return out
 
 
@@ -384,23 +385,21 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
     specs = {}   # the interactive versions (plotly), keyed like the PNGs they replace on screen
 
     for family, fam_runs in final_runs.groupby("family", sort=True):
-        sections = sorted(fam_runs["section"].unique())
+        fam = family_figures[family]
         ftables = []
-        for section in sections:
+        for section in fam["sections"]:
             part = numeric[numeric["section"] == section]
             tgt = targets.set_index("section")["target_loss"].get(section, np.nan)
             title = f"{section} — target train loss {tables.fmt(tgt)}"
             ftables.append(html.table(tables.formatted(part), title, csv, md))
-        fam = family_figures[family]
         for f in fam["figures"]:
             live = getattr(interactive, f["function"], None)
             if live is not None:
                 spec = live(**{k: v for k, v in f["kwargs"].items() if k in live.__code__.co_varnames})
                 if spec is not None:
                     specs[f["key"]] = spec
-        fam_tune = tune_runs[tune_runs["family"] == family]
         families.append({"name": family, "anchor": f"ds-{slug(family)}", "info": fam["info"], "tables": ftables,
-                         "edges": _flagged_edges(manifest, fam_runs) if tuning else _grid_edges(fam_tune, fam_runs),
+                         "edges": _flagged_edges(manifest, fam_runs) if tuning else _grid_edges(fam["tune"], fam_runs),
                          "figures": [{k: f[k] for k in ("key", "alt", "caption")} for f in fam["figures"]]})
 
     spec = interactive.performance_profiles(ratios, colors, profile.tau_max)

@@ -91,6 +91,40 @@ def test_skipping_relu_zeros_never_hides_a_non_finite_or_huge_weight(dtype, weig
     np.testing.assert_allclose(p_fast, p_ref, rtol=1e-10 if dtype == "float64" else 2e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+@pytest.mark.parametrize("optimizer,hidden", [("bgd", (8, 4)), ("bgd", ()), ("minibatch", (8,))])
+def test_a_batch_run_in_chunks_gives_the_reference_results(monkeypatch, chunk, optimizer, hidden):
+    """``_batch_epoch`` runs a batch ``CHUNK_ROWS`` rows at a time, adding up the chunks' gradients; with
+    chunks smaller than the batches (90 training rows; batches of 16) it must still train as the numpy
+    path does, to rounding."""
+    monkeypatch.setattr(kernels, "CHUNK_ROWS", chunk)
+    kw = dict(loss="ce", optimizer=optimizer, activation="relu", hidden=hidden, lr=0.1, epochs=3, seed=3,
+              optimizer_params={"batch_size": 16} if optimizer == "minibatch" else None)
+    (fast, p_fast), (ref, p_ref) = _both_paths(monkeypatch, 4, **kw)
+    assert fast.updates.tolist() == ref.updates.tolist()
+    np.testing.assert_allclose(fast[LOSS_COLUMNS].to_numpy(), ref[LOSS_COLUMNS].to_numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(p_fast, p_ref, rtol=1e-10, atol=1e-10)
+    assert ref.train_loss.iloc[-1] < ref.train_loss.iloc[0]
+
+
+def test_a_batch_within_one_chunk_is_the_arithmetic_of_one_pass(monkeypatch):
+    """A batch no longer than a chunk is computed exactly as without chunking: the same products and sums,
+    so the weights agree bit for bit whether the chunk is the batch's size or far larger."""
+    X, y = X_DIGITS[:200], Y_DIGITS[:200].astype(np.int64)
+    params = []
+    for chunk in (200, 10**6):
+        monkeypatch.setattr(kernels, "CHUNK_ROWS", chunk)
+        model = MLP(64, 10, (16, 8), "relu", seed=0)
+        optimizer = PlainGD("full")
+        assert kernels.plan_for(model, optimizer, make_ce(y, 10)) is not None
+        for epoch in range(3):
+            train_epoch(model, optimizer, make_ce(y, 10), X, y, np.random.default_rng(0),
+                        make_schedule("constant", 0.1), epoch)
+        params.append(model.flat_params.copy())
+    np.testing.assert_array_equal(params[0], params[1])
+    assert not np.array_equal(params[0], MLP(64, 10, (16, 8), "relu", seed=0).flat_params)
+
+
 @pytest.mark.slow
 def test_epochs_agree_on_a_larger_problem_update_by_update():
     """Digits, 128 hidden units, three epochs of each batching: parameters agree to 1e-10."""

@@ -44,6 +44,9 @@ except ImportError:  # pragma: no cover - exercised only without numba
 
 ACTIVATION_CODES = {"relu": 0, "tanh": 1, "sigmoid": 2}
 ENV_SWITCH = "HARNESS_FASTPATH"
+# rows of a batch that ``_batch_epoch`` runs at a time: 256 rows of a few hundred features and their
+# activations fit in a 1 MB L2 cache (measured on 20000 x 100, hidden 128: 128-512 rows are as fast)
+CHUNK_ROWS = 256
 
 if numba is not None:
     ROW_SIGNATURES = {
@@ -170,7 +173,7 @@ def _warm_up(plan: FastPlan) -> None:
     _sample_epoch(model.flat_params, model.layout, plan.act, X0, y0, none, rates, plan.kernel, plan.kernel_params,
                   *sample_buffers(plan))
     _batch_epoch(model.flat_params, model.flat_grads, model.layout, plan.act, X0, y0, none, np.zeros(1, np.int64),
-                 rates, rates, False, plan.kernel, plan.kernel_params, plan.A, plan.D, plan.Xb)
+                 rates, rates, False, CHUNK_ROWS, plan.kernel, plan.kernel_params, plan.A, plan.D, plan.Xb)
 
 
 def accepts(plan: FastPlan, X: np.ndarray, y: np.ndarray) -> bool:
@@ -198,20 +201,24 @@ def run_epoch(plan: FastPlan, batches: list, X: np.ndarray, y: np.ndarray, lrs: 
         done, bad = _sample_epoch(model.flat_params, model.layout, plan.act, X, y, order, lrs,
                                   plan.kernel, plan.kernel_params, *sample_buffers(plan))
         return done, done, bad
-    starts, identity, (A, D, Xb), inv_sizes = _batches_laid_out(plan, sizes, order, X, y)
-    done, bad = _batch_epoch(model.flat_params, model.flat_grads, model.layout, plan.act, X, y,
-                             order, starts, lrs, inv_sizes, identity, plan.kernel, plan.kernel_params, A, D, Xb)
+    starts, identity, (A, D, Xb), inv_sizes = _batches_laid_out(plan, sizes, order, X, y, CHUNK_ROWS)
+    done, bad = _batch_epoch(model.flat_params, model.flat_grads, model.layout, plan.act, X, y, order, starts, lrs,
+                             inv_sizes, identity, CHUNK_ROWS, plan.kernel, plan.kernel_params, A, D, Xb)
     return done, int(starts[done]), bad
 
 
-def _batches_laid_out(plan: FastPlan, sizes: np.ndarray, order: np.ndarray, X: np.ndarray, y: np.ndarray):
+def _batches_laid_out(plan: FastPlan, sizes: np.ndarray, order: np.ndarray, X: np.ndarray, y: np.ndarray,
+                      chunk: int = 0):
     """What the batch kernels take besides the weights: batch start offsets, whether the one batch is the
-    whole set in order (then no gather), the work buffers sized for the largest batch, and 1/batch size."""
+    whole set in order (then no gather), the work buffers sized for the largest batch (or for ``chunk``
+    rows, when the kernel runs a batch that many rows at a time), and 1/batch size."""
     starts = np.zeros(len(sizes) + 1, np.int64)
     np.cumsum(sizes, out=starts[1:])
     n = len(y)
     identity = len(sizes) == 1 and sizes[0] == n and np.array_equal(order, np.arange(n))
     rows = int(sizes.max()) if len(sizes) else 0
+    if chunk:
+        rows = min(rows, chunk)
     buffers = plan.batch_buffers(rows, 0 if identity else rows, X.shape[1])
     inv_sizes = (1.0 / np.maximum(sizes, 1)).astype(plan.model.dtype)
     return starts, identity, buffers, inv_sizes
@@ -612,58 +619,89 @@ if numba is not None:
         return T, -1
 
     @_jit
-    def _batch_epoch(flat, grads, layout, act, X, y, order, starts, lrs, inv_sizes, identity, kernel, kparams,
-                     A, D, Xb):
-        """Mini-batch and full-batch updates: BLAS products (np.dot) and fused element-wise loops."""
+    def _bias_grad_add(G, gb):
+        """``gb += `` the rows of the deltas ``G``, one after another (``_bias_grad`` without the zeroing:
+        a batch's chunks summed into one bias gradient in the same row order)."""
+        m, fo = G.shape
+        for r in range(m):
+            gr = G[r]
+            for j in range(fo):
+                gb[j] += gr[j]
+
+    @_jit
+    def _batch_epoch(flat, grads, layout, act, X, y, order, starts, lrs, inv_sizes, identity, chunk, kernel,
+                     kparams, A, D, Xb):
+        """Mini-batch and full-batch updates: BLAS products (np.dot) and fused element-wise loops.
+
+        A batch runs ``chunk`` rows at a time: forward, loss and backward of one
+        chunk, its weight gradients added to the batch's (the first chunk's product
+        written directly) and its bias gradients summed on in row order; the step
+        follows the last chunk. The chunk's activations then stay in cache, and the
+        narrow products (the output layer's k columns) run several times faster
+        than over all rows of a full batch. A batch of at most ``chunk`` rows is one
+        chunk: the arithmetic of a single pass. ``A``, ``D`` hold ``chunk`` rows of
+        every layer, ``Xb`` ``chunk`` gathered input rows.
+        """
         L1 = layout.shape[0]
         k = layout[L1 - 1, 1]
+        biggest = 0
+        for l in range(L1):
+            biggest = max(biggest, layout[l, 0] * layout[l, 1])
+        part = np.empty(biggest, A.dtype)   # one chunk's weight gradient, before it is added
         for t in range(starts.shape[0] - 1):
             s0, s1 = starts[t], starts[t + 1]
             m = s1 - s0
-            lr = lrs[t]
-            if identity:
-                Xm = X
-            else:
-                Xm = _gather_rows(X, order[s0:s1], Xb)
-            # forward; layer l's (m, fo) block starts at m * (sum of earlier widths)
-            off = 0
+            total = 0.0
+            for c0 in range(s0, s1, chunk):
+                c1 = min(c0 + chunk, s1)
+                n = c1 - c0
+                first = c0 == s0
+                if identity:
+                    Xm = X[c0:c1]
+                else:
+                    Xm = _gather_rows(X, order[c0:c1], Xb)
+                # forward; layer l's (n, fo) block starts at n * (sum of earlier widths)
+                off = 0
+                for l in range(L1):
+                    fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+                    W = flat[wo:wo + fi * fo].reshape((fi, fo))
+                    Z = A[off:off + n * fo].reshape((n, fo))
+                    if l == 0:
+                        np.dot(Xm, W, Z)
+                    else:
+                        np.dot(A[off - n * fi:off].reshape((n, fi)), W, Z)
+                    _bias_activate_rows(Z, flat[bo:bo + fo], act, l == L1 - 1)
+                    off += n * fo
+                off -= n * k
+                total += _batch_loss(A[off:], D[off:], n, k, y, order[c0:c1], kernel, kparams, inv_sizes[t])
+                # backward: gradients of layer l, then the delta of l-1 (the step waits for the last chunk)
+                for l in range(L1 - 1, -1, -1):
+                    fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+                    G = D[off:off + n * fo].reshape((n, fo))
+                    gW = grads[wo:wo + fi * fo]
+                    gb = grads[bo:bo + fo]
+                    prev = off - n * fi
+                    a_prev = Xm if l == 0 else A[prev:off].reshape((n, fi))
+                    if first:
+                        np.dot(a_prev.T, G, gW.reshape((fi, fo)))
+                        for j in range(fo):
+                            gb[j] = 0
+                    else:
+                        np.dot(a_prev.T, G, part[:fi * fo].reshape((fi, fo)))
+                        for q in range(fi * fo):
+                            gW[q] += part[q]
+                    _bias_grad_add(G, gb)
+                    if l > 0:
+                        np.dot(G, flat[wo:wo + fi * fo].reshape((fi, fo)).T, D[prev:off].reshape((n, fi)))
+                        Ap = A[prev:off]
+                        Dp = D[prev:off]
+                        for q in range(n * fi):
+                            Dp[q] *= _derivative(Ap[q], act)
+                    off = prev
             for l in range(L1):
                 fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
-                W = flat[wo:wo + fi * fo].reshape((fi, fo))
-                b = flat[bo:bo + fo]
-                Z = A[off:off + m * fo].reshape((m, fo))
-                if l == 0:
-                    np.dot(Xm, W, Z)
-                else:
-                    np.dot(A[off - m * fi:off].reshape((m, fi)), W, Z)
-                _bias_activate_rows(Z, b, act, l == L1 - 1)
-                off += m * fo
-            out = off - m * k
-            total = _batch_loss(A[out:], D[out:], m, k, y, order[s0:s1], kernel, kparams, inv_sizes[t])
-            value = total / m
-            # backward: gradients of layer l, then delta of l-1 (old W_l), then the step on layer l
-            off = out
-            for l in range(L1 - 1, -1, -1):
-                fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
-                G = D[off:off + m * fo].reshape((m, fo))
-                Wf = flat[wo:wo + fi * fo]
-                gWf = grads[wo:wo + fi * fo]
-                b = flat[bo:bo + fo]
-                gb = grads[bo:bo + fo]
-                prev = off - m * fi
-                if l == 0:
-                    _layer_grads(Xm, G, gWf.reshape((fi, fo)), gb)
-                else:
-                    _layer_grads(A[prev:off].reshape((m, fi)), G, gWf.reshape((fi, fo)), gb)
-                if l > 0:
-                    np.dot(G, Wf.reshape((fi, fo)).T, D[prev:off].reshape((m, fi)))
-                    Ap = A[prev:off]
-                    Dp = D[prev:off]
-                    for q in range(m * fi):
-                        Dp[q] *= _derivative(Ap[q], act)
-                _gd_step(Wf, gWf, b, gb, lr)
-                off = prev
-            if not math.isfinite(value):
+                _gd_step(flat[wo:wo + fi * fo], grads[wo:wo + fi * fo], flat[bo:bo + fo], grads[bo:bo + fo], lrs[t])
+            if not math.isfinite(total / m):
                 return t + 1, t
         return starts.shape[0] - 1, -1
 

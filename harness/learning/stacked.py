@@ -13,7 +13,8 @@ numpy path) trains the configs one after another with ``trainer.train``.
 
 The records are those ``trainer.train(config)`` returns for each config; the
 weights are bit for bit those of a run alone on the per-sample path and equal
-to rounding (the first layer's wider BLAS product) on the batch path.
+to rounding on the batch path (the first layer's wider BLAS product; a run alone
+also sums a batch of over ``kernels.CHUNK_ROWS`` rows chunk by chunk).
 
 ``train_seconds`` of a stacked run: the clock runs around each stacked epoch's
 training steps (drawing the batches, the kernels, moving weights in and out of

@@ -523,8 +523,9 @@ def critical_difference(ranks: pd.Series, matrix: pd.DataFrame, alpha: float, cd
 
 # --------------------------------------------------------------------------- rendering in parallel
 PROCESSES = 2
+# the figures drawn as jobs of their own (the critical-difference diagrams are drawn by the statistics job)
 FUNCTIONS = {f.__name__: f for f in (convergence, suboptimality, lr_sensitivity, minority_recall, confusion,
-                                     performance_profiles, fixed_target, critical_difference)}
+                                     performance_profiles, fixed_target)}
 
 
 def _run(job: tuple) -> tuple[Path | None, float]:
@@ -550,24 +551,30 @@ def _worker_start() -> None:
     gc.disable()
 
 
-def _run_batch(jobs: dict) -> dict:
-    """Draw several figures in one worker: ``{key: (path, cpu seconds)}`` (see ``FigurePool.submit_batch``)."""
-    return {key: _run(job) for key, job in jobs.items()}
+_INHERITED: dict = {}   # key -> (function, kwargs) of jobs a forked worker finds in its copy of this module
+
+
+def _run_inherited(key: str) -> tuple:
+    """Run an inherited job (``FigurePool.submit_inherited``); returns its value and the CPU seconds it took."""
+    function, kwargs = _INHERITED[key]
+    start = time.process_time()
+    value = function(**kwargs)
+    return value, time.process_time() - start
 
 
 class FigurePool:
-    """Draws figures in worker processes while the caller goes on with tables, claims and the page.
+    """Draws figures (and the statistics job) in worker processes while the caller goes on with tables and the page.
 
     Figures are independent and matplotlib holds the GIL while drawing, so
     threads would not help; ``processes`` workers (forked: they inherit the
     imported pandas; each imports matplotlib itself, beside the caller's work)
-    start on the first ``submit``. With one process the figures are drawn in
-    ``results`` instead.
+    start on the first ``submit`` or ``submit_inherited``. With one process
+    the jobs run in ``results`` instead.
     """
 
     def __init__(self, processes: int = PROCESSES):
         self.processes, self.jobs, self.futures, self.pool = processes, {}, {}, None
-        self.batches, self.cpu_seconds = [], {}
+        self.inherited, self.cpu_seconds = {}, {}
 
     def submit(self, key: str, function: str, kwargs: dict) -> None:
         self.jobs[key] = (function, kwargs)
@@ -575,50 +582,62 @@ class FigurePool:
             self._start()
             self.futures[key] = self.pool.submit(_run, self.jobs[key])
 
-    def submit_batch(self, jobs: dict) -> None:
-        """Draw ``{key: (function, kwargs)}`` one after the other in the same worker.
+    def submit_inherited(self, key: str, kind: str, function, kwargs: dict) -> None:
+        """Run ``function(**kwargs)`` in a worker that inherits the call through fork instead of unpickling it.
 
-        For figures that share an expensive import: the critical-difference
-        diagrams each need scikit-posthocs (with scipy.stats, 0.5 s and more
-        to import), which two workers would each import.
+        For a job whose arguments do not pickle (claim specs hold the plugins'
+        own callables): it must come before the first ``submit``, since the
+        workers fork then. Without workers, without fork, or once the workers
+        have started, it runs in ``results``. Its value (the job's return
+        value, which must pickle) is in ``results()[key]``; its CPU seconds count
+        under ``kind``.
         """
-        if self.processes <= 1 or len(jobs) < 2:
-            for key, (function, kwargs) in jobs.items():
-                self.submit(key, function, kwargs)
-            return
-        self.jobs.update(jobs)
-        self._start()
-        self.batches.append((tuple(jobs), self.pool.submit(_run_batch, dict(jobs))))
+        self.inherited[key] = (kind, function, kwargs)
+        if self.processes > 1 and self.pool is None and "fork" in self._methods():
+            _INHERITED[key] = (function, kwargs)
+            self._start()
+            self.futures[key] = self.pool.submit(_run_inherited, key)
+
+    @staticmethod
+    def _methods() -> list:
+        import multiprocessing
+
+        return multiprocessing.get_all_start_methods()
 
     def _start(self) -> None:
         if self.pool is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context("fork" if "fork" in methods else None)
+            context = multiprocessing.get_context("fork" if "fork" in self._methods() else None)
             self.pool = ProcessPoolExecutor(max_workers=self.processes, mp_context=context, initializer=_worker_start)
 
     def results(self) -> dict:
-        """``{key: path or None}`` for every submitted figure, once all are drawn.
+        """``{key: path or None}`` for every submitted figure, and each inherited job's value, once all are done.
 
-        ``cpu_seconds`` then holds the CPU seconds spent per figure kind (function name).
+        ``cpu_seconds`` then holds the CPU seconds spent per kind (figure function name, or an inherited job's kind).
         """
         try:
-            batched = {}
-            for _keys, future in self.batches:
-                batched.update(future.result())
-            drawn = {key: batched[key] if key in batched else self.futures[key].result() if key in self.futures
-                     else _run(job) for key, job in self.jobs.items()}
+            done = {key: self.futures[key].result() if key in self.futures else _run(job)
+                    for key, job in self.jobs.items()}
+            kinds = {key: job[0] for key, job in self.jobs.items()}
+            for key, (kind, function, kwargs) in self.inherited.items():
+                if key in self.futures:
+                    done[key] = self.futures[key].result()
+                else:
+                    _INHERITED[key] = (function, kwargs)
+                    done[key] = _run_inherited(key)
+                kinds[key] = kind
         finally:
             self.close()
         self.cpu_seconds = {}
-        for key, (path, seconds) in drawn.items():
-            kind = self.jobs[key][0]
-            self.cpu_seconds[kind] = self.cpu_seconds.get(kind, 0.0) + seconds
-        return {key: path for key, (path, _seconds) in drawn.items()}
+        for key, (_value, seconds) in done.items():
+            self.cpu_seconds[kinds[key]] = self.cpu_seconds.get(kinds[key], 0.0) + seconds
+        return {key: value for key, (value, _seconds) in done.items()}
 
     def close(self) -> None:
+        for key in self.inherited:
+            _INHERITED.pop(key, None)
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None

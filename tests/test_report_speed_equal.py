@@ -54,3 +54,21 @@ def test_main_process_leaves_scipy_stats_and_matplotlib_to_the_workers(tmp_path)
     assert out.strip().splitlines()[-1] == "[]"
     assert (tmp_path / "tables" / "claims.csv").is_file() and (tmp_path / "tables" / "ranks-train_loss.csv").is_file()
     assert (tmp_path / "figures" / "critical-difference-train_loss.png").is_file()
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_call_job_receives_inherited_values_that_do_not_pickle(processes):
+    """Claim specs hold plugin callables: FigurePool hands them to a job through fork, not pickle."""
+    import pickle
+
+    from harness.report.plots import FigurePool
+
+    def applies(section):   # a local function, as a plugin's lambda: pickle refuses it
+        return True
+
+    with pytest.raises((pickle.PicklingError, AttributeError)):
+        pickle.dumps(applies)
+    pool = FigurePool(processes, inherit={"spec": applies})
+    pool.submit_call("job", "a call", "{x} {spec.__name__}".format, {"x": 3}, inherit=("spec",))
+    assert pool.results() == {"job": "3 applies"}
+    assert set(pool.cpu_seconds) == {"a call"}

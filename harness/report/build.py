@@ -231,6 +231,9 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
     fig_dir, tab_dir = sweep_dir / FIGURES, sweep_dir / TABLES
     _clear(fig_dir, [f"*.{fmt}" for fmt in FIGURE_FORMATS])
     _clear(tab_dir, ["*.csv", "*.md", "*.tex"])
+    # the workers fork now and import matplotlib while this process shapes the runs; they inherit the
+    # claim specs (plugin callables, which do not pickle) for the statistics job
+    pool = plots.FigurePool(processes, inherit={"specs": registered_claims() if claims is None else list(claims)})
 
     df = normalise(results)
     all_runs, final_df, final_runs = run_tables(df)
@@ -246,15 +249,11 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
         notes.append("This sweep has no final phase: every stored run is treated as final.")
 
     mark("read")
-    # --- the statistics and the figures that need only the runs start now, beside the tables:
-    # first the statistics job (ranks, critical-difference diagrams, claims), the longest, and the only
-    # one that needs scipy.stats; its worker inherits the claim specs (plugin callables do not pickle)
-    pool = plots.FigurePool(processes)
-    pool.submit_inherited("statistics", "statistics (ranks, critical-difference diagrams, claims)",
-                          verdicts.statistics,
-                          {"specs": registered_claims() if claims is None else list(claims), "table_runs": final_runs,
-                           "all_final": all_final, "final_df": final_df, "manifest": manifest, "tab_dir": tab_dir,
-                           "fig_dir": fig_dir, "formats": formats})
+    # --- the statistics first (ranks, critical-difference diagrams, claims): the longest job, and the only
+    # one that needs scipy.stats; then the figures that need only the runs, beside the tables
+    pool.submit_call("statistics", "statistics (ranks, critical-difference diagrams, claims)", verdicts.statistics,
+                     {"table_runs": final_runs, "all_final": all_final, "final_df": final_df, "manifest": manifest,
+                      "tab_dir": tab_dir, "fig_dir": fig_dir, "formats": formats}, inherit=("specs",))
     family_figures = _family_figures(final_runs, rows, tune_runs, colors, manifest)
     for fam in family_figures.values():
         for f in fam["figures"]:

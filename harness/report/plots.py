@@ -551,14 +551,13 @@ def _worker_start() -> None:
     gc.disable()
 
 
-_INHERITED: dict = {}   # key -> (function, kwargs) of jobs a forked worker finds in its copy of this module
+_INHERITED: dict = {}   # values forked workers find in their copy of this module (FigurePool's ``inherit``)
 
 
-def _run_inherited(key: str) -> tuple:
-    """Run an inherited job (``FigurePool.submit_inherited``); returns its value and the CPU seconds it took."""
-    function, kwargs = _INHERITED[key]
+def _run_call(function, kwargs: dict, inherit: tuple) -> tuple:
+    """Run a ``submit_call`` job in a worker, adding the inherited values; its value and CPU seconds."""
     start = time.process_time()
-    value = function(**kwargs)
+    value = function(**kwargs, **{name: _INHERITED[name] for name in inherit})
     return value, time.process_time() - start
 
 
@@ -568,13 +567,24 @@ class FigurePool:
     Figures are independent and matplotlib holds the GIL while drawing, so
     threads would not help; ``processes`` workers (forked: they inherit the
     imported pandas; each imports matplotlib itself, beside the caller's work)
-    start on the first ``submit`` or ``submit_inherited``. With one process
+    start on the first ``submit``, or at once when given ``inherit``: values
+    that ``submit_call`` jobs receive through fork instead of pickled (claim
+    specs hold the plugins' own callables, which do not pickle), so that the
+    workers import matplotlib while the caller is still reading the results.
+    With one process, or without fork for a job that needs inherited values,
     the jobs run in ``results`` instead.
     """
 
-    def __init__(self, processes: int = PROCESSES):
-        self.processes, self.jobs, self.futures, self.pool = processes, {}, {}, None
-        self.inherited, self.cpu_seconds = {}, {}
+    def __init__(self, processes: int = PROCESSES, inherit: dict | None = None):
+        import multiprocessing
+
+        self.processes, self.jobs, self.calls, self.futures, self.pool = processes, {}, {}, {}, None
+        self.inherit, self.cpu_seconds = dict(inherit or {}), {}
+        self.forks = processes > 1 and "fork" in multiprocessing.get_all_start_methods()
+        if self.inherit and self.forks:
+            _INHERITED.update(self.inherit)
+            self._start()
+            self.pool.submit(int)   # the executor forks its workers on a first job, not when it is made
 
     def submit(self, key: str, function: str, kwargs: dict) -> None:
         self.jobs[key] = (function, kwargs)
@@ -582,51 +592,40 @@ class FigurePool:
             self._start()
             self.futures[key] = self.pool.submit(_run, self.jobs[key])
 
-    def submit_inherited(self, key: str, kind: str, function, kwargs: dict) -> None:
-        """Run ``function(**kwargs)`` in a worker that inherits the call through fork instead of unpickling it.
+    def submit_call(self, key: str, kind: str, function, kwargs: dict, inherit=()) -> None:
+        """Run ``function(**kwargs)`` (a module-level function) in a worker, with the ``inherit`` values named.
 
-        For a job whose arguments do not pickle (claim specs hold the plugins'
-        own callables): it must come before the first ``submit``, since the
-        workers fork then. Without workers, without fork, or once the workers
-        have started, it runs in ``results``. Its value (the job's return
-        value, which must pickle) is in ``results()[key]``; its CPU seconds count
-        under ``kind``.
+        Its value (which must pickle) is in ``results()[key]``; its CPU seconds count under ``kind``.
         """
-        self.inherited[key] = (kind, function, kwargs)
-        if self.processes > 1 and self.pool is None and "fork" in self._methods():
-            _INHERITED[key] = (function, kwargs)
+        self.calls[key] = (kind, function, kwargs, tuple(inherit))
+        if self.processes > 1 and (self.forks or not inherit):
             self._start()
-            self.futures[key] = self.pool.submit(_run_inherited, key)
-
-    @staticmethod
-    def _methods() -> list:
-        import multiprocessing
-
-        return multiprocessing.get_all_start_methods()
+            self.futures[key] = self.pool.submit(_run_call, function, kwargs, tuple(inherit))
 
     def _start(self) -> None:
         if self.pool is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            context = multiprocessing.get_context("fork" if "fork" in self._methods() else None)
+            context = multiprocessing.get_context("fork" if self.forks else None)
             self.pool = ProcessPoolExecutor(max_workers=self.processes, mp_context=context, initializer=_worker_start)
 
     def results(self) -> dict:
-        """``{key: path or None}`` for every submitted figure, and each inherited job's value, once all are done.
+        """``{key: path or None}`` for every submitted figure, and each ``submit_call`` job's value, once all are done.
 
-        ``cpu_seconds`` then holds the CPU seconds spent per kind (figure function name, or an inherited job's kind).
+        ``cpu_seconds`` then holds the CPU seconds spent per kind (figure function name, or a call's kind).
         """
         try:
             done = {key: self.futures[key].result() if key in self.futures else _run(job)
                     for key, job in self.jobs.items()}
             kinds = {key: job[0] for key, job in self.jobs.items()}
-            for key, (kind, function, kwargs) in self.inherited.items():
+            for key, (kind, function, kwargs, inherit) in self.calls.items():
                 if key in self.futures:
                     done[key] = self.futures[key].result()
                 else:
-                    _INHERITED[key] = (function, kwargs)
-                    done[key] = _run_inherited(key)
+                    start = time.process_time()
+                    value = function(**kwargs, **{name: self.inherit[name] for name in inherit})
+                    done[key] = value, time.process_time() - start
                 kinds[key] = kind
         finally:
             self.close()
@@ -636,12 +635,14 @@ class FigurePool:
         return {key: value for key, (value, _seconds) in done.items()}
 
     def close(self) -> None:
-        for key in self.inherited:
-            _INHERITED.pop(key, None)
+        for name in self.inherit:
+            _INHERITED.pop(name, None)
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
 
     def __del__(self):   # an exception between submit and results: do not leave workers behind
+        for name in getattr(self, "inherit", ()):
+            _INHERITED.pop(name, None)
         if getattr(self, "pool", None) is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)

@@ -3,7 +3,7 @@
 They are the only parts of the report that need ``scipy.stats`` (and
 scikit-posthocs, which imports it): importing it costs nearly a second, and
 the claims take as long again. So ``statistics`` runs them as one job in a
-figure worker (``plots.FigurePool.submit_inherited``), beside the tables,
+figure worker (``plots.FigurePool.submit_call``), beside the tables,
 interactive figures and page the main process builds, which then never
 imports scipy.stats. The job writes its own table files with
 ``files.write_table`` and returns what the page shows of them.

@@ -122,3 +122,24 @@ def test_fixed_target_png_is_on_the_page(page):
     assert png.is_file() and png.stat().st_size > 1000
     text = (page / "index.html").read_text()
     assert "figures/fixed-target.png" in text and "50%" in text and "interpolated" in text
+
+
+# --------------------------------------------------------------------------- the PNG writer
+def test_png_is_the_pixels_savefig_writes_without_the_opaque_alpha(tmp_path):
+    """The report's PNGs drop the Agg canvas's alpha channel (all opaque): same pixels, same text chunks."""
+    from harness.report import plots
+
+    plt = plots._pyplot()
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([1, 2, 3], [3, 1, 2], lw=2)
+    ax.fill_between([1, 2, 3], [1, 0.5, 1], [3, 2, 2.5], alpha=0.2)   # translucent artists on the white figure
+    ax.set_title("μ & $x$ <b>")
+    fig.savefig(tmp_path / "savefig.png", dpi=plots.DPI, metadata={"Description": "drawn {\"bars\": []}"})
+    plots._save(fig, tmp_path / "report.png", metadata={"Description": "drawn {\"bars\": []}"})
+    with Image.open(tmp_path / "savefig.png") as a, Image.open(tmp_path / "report.png") as b:
+        assert (a.mode, b.mode) == ("RGBA", "RGB")
+        rgba, rgb = np.asarray(a), np.asarray(b)
+        assert (rgba[..., 3] == 255).all()
+        assert np.array_equal(rgba[..., :3], rgb)
+        assert a.text == b.text and b.text["Description"] == "drawn {\"bars\": []}"
+        assert a.info["dpi"] == b.info["dpi"]

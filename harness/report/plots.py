@@ -43,34 +43,40 @@ def method_colors(methods) -> dict:
     return {m: palette[i % len(palette)] for i, m in enumerate(sorted(set(methods)))}
 
 
-def mean_band(rows: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """Per epoch: mean x, and mean/min/max of y over the runs with a finite y (numpy: called ~300 times)."""
-    epoch = rows["epoch"].to_numpy()
-    xs, ys = rows[x].to_numpy(dtype=float), rows[y].to_numpy(dtype=float)
+def _y_band(epoch: np.ndarray, ys: np.ndarray) -> tuple | None:
+    """The y part of a method's curve and band, which the three x axes of a convergence row share: the
+    records with a finite y (mask), their epoch group, and per epoch the count of runs and the mean, min and
+    max of y over them (None: no finite y). Numpy, not a frame per panel: called ~100 times a report."""
     ok = np.isfinite(ys)
     if not ok.any():
-        return pd.DataFrame(columns=["x", "mean", "low", "high", "n"])
-    epoch, xs, ys = epoch[ok], xs[ok], ys[ok]
-    epochs, group = np.unique(epoch, return_inverse=True)
+        return None
+    ys = ys[ok]
+    _epochs, group = np.unique(epoch[ok], return_inverse=True)
     n = np.bincount(group)
-    finite_x = np.isfinite(xs)
-    x_count = np.bincount(group, weights=finite_x, minlength=len(epochs))
-    x_sum = np.bincount(group, weights=np.where(finite_x, xs, 0.0), minlength=len(epochs))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        x_mean = x_sum / x_count
-    low, high = np.full(len(epochs), np.inf), np.full(len(epochs), -np.inf)
+    low, high = np.full(len(n), np.inf), np.full(len(n), -np.inf)
     np.minimum.at(low, group, ys)
     np.maximum.at(high, group, ys)
-    return pd.DataFrame({"x": x_mean, "mean": np.bincount(group, weights=ys) / n, "low": low, "high": high, "n": n})
+    return ok, group, n, np.bincount(group, weights=ys) / n, low, high
+
+
+def _x_mean(xs: np.ndarray, ok: np.ndarray, group: np.ndarray, size: int) -> np.ndarray:
+    """The x part of a curve on one axis: per epoch group of ``_y_band``, the mean of the finite x of the
+    records its mask ``ok`` keeps."""
+    xs = xs[ok]
+    finite_x = np.isfinite(xs)
+    x_count = np.bincount(group, weights=finite_x, minlength=size)
+    x_sum = np.bincount(group, weights=np.where(finite_x, xs, 0.0), minlength=size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return x_sum / x_count
 
 
 def _loss_limits(frames) -> tuple[float, float] | None:
     """Log-scale y-limits that keep diverging curves from flattening the rest."""
     starts, values = [], []
     for f in frames:
-        m = f["mean"].to_numpy()
+        m = np.asarray(f["mean"])
         m = m[np.isfinite(m) & (m > 0)]
-        v = np.concatenate([m, f["low"].to_numpy(), f["high"].to_numpy()])
+        v = np.concatenate([m, np.asarray(f["low"]), np.asarray(f["high"])])
         v = v[np.isfinite(v) & (v > 0)]
         if m.size:
             starts.append(m[0])
@@ -200,26 +206,31 @@ def convergence(rows: pd.DataFrame, sections: list, colors: dict, metric: str, p
         srows = rows[rows["section"] == section]
         if transform is not None:
             srows = transform(srows)
-        groups = list(srows.groupby("method", sort=True))
+        # per method, the y part of the bands once for the row's three x axes (arrays, not a frame per panel)
+        groups = [(method, _y_band(mrows["epoch"].to_numpy(), mrows[metric].to_numpy(dtype=float)),
+                   {x: mrows[x].to_numpy(dtype=float) for x, _, _ in X_AXES})
+                  for method, mrows in srows.groupby("method", sort=True)]
         row_drawn = []
         for j, (x, xlabel, logx) in enumerate(X_AXES):
             ax = axes[i, j]
             drawn, lines, line_colors, bands, band_colors = [], [], [], [], []
-            for method, mrows in groups:
-                band = mean_band(mrows, x, metric)
+            for method, parts, xcols in groups:
+                if parts is None:
+                    continue
+                ok, group, n, mean, low, high = parts
+                xs = _x_mean(xcols[x], ok, group, len(n))
                 if logx:
-                    band = band[band["x"] > 0]
-                if band.empty:
+                    keep = xs > 0
+                    xs, mean, low, high, n = xs[keep], mean[keep], low[keep], high[keep], n[keep]
+                if not len(xs):
                     continue
                 c = colors.get(method, "k")
-                xs = band["x"].to_numpy(float)
-                lines.append(np.column_stack([xs, band["mean"].to_numpy(float)]))
+                lines.append(np.column_stack([xs, mean]))
                 line_colors.append(c)
-                if (band["n"] > 1).any():
-                    bands.append(np.concatenate([np.column_stack([xs, band["low"].to_numpy(float)]),
-                                                 np.column_stack([xs[::-1], band["high"].to_numpy(float)[::-1]])]))
+                if (n > 1).any():
+                    bands.append(np.concatenate([np.column_stack([xs, low]), np.column_stack([xs[::-1], high[::-1]])]))
                     band_colors.append(c)
-                drawn.append(band)
+                drawn.append({"mean": mean, "low": low, "high": high})
             _collections(ax, lines, line_colors, bands, band_colors)
             row_drawn.extend(drawn)
         # the three panels of a row show the same values against three x measures: one y range,

@@ -85,15 +85,30 @@ def bootstrap_ci(effects, strata, resamples: int = RESAMPLES, level: float = LEV
     strata = np.asarray(strata, dtype=object)
     if effects.size == 0:
         return np.nan, np.nan
-    rng = np.random.default_rng(seed)
-    blocks = []
-    for label in sorted(set(strata.tolist()), key=str):
-        own = effects[strata == label]
-        blocks.append(own[rng.integers(0, own.size, size=(resamples, own.size))])
-    medians = _median(np.concatenate(blocks, axis=1), axis=1)
+    owns = [effects[strata == label] for label in sorted(set(strata.tolist()), key=str)]
+    picks = _resample_indices(seed, resamples, tuple(own.size for own in owns))
+    medians = _median(np.concatenate([own[pick] for own, pick in zip(owns, picks)], axis=1), axis=1)
     tail = (1 - level) / 2
     return (float(np.quantile(medians, tail, method="inverted_cdf")),
             float(np.quantile(medians, 1 - tail, method="inverted_cdf")))
+
+
+@lru_cache(maxsize=256)
+def _resample_indices(seed: int, resamples: int, sizes: tuple) -> tuple:
+    """The pairs ``bootstrap_ci`` draws: per stratum of ``sizes[i]`` pairs, a (resamples, size) index array,
+    from one generator seeded ``seed``, drawn stratum after stratum.
+
+    They depend on the sizes alone, and a page asks for the same sizes again and
+    again (every section of a claim at every budget), so they are drawn once.
+    Read-only: the cache hands out the same arrays.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for size in sizes:
+        pick = rng.integers(0, size, size=(resamples, size))
+        pick.flags.writeable = False
+        out.append(pick)
+    return tuple(out)
 
 
 @dataclass

@@ -241,7 +241,6 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
     # tuning: the tables read the runs tuned for val_loss, each claim those tuned for its objective
     all_final = final_runs
     final_runs, table_objective = tuned_for(all_final, manifest, TABLE_OBJECTIVE)
-    tuning = _tuning_block(manifest, tab_dir, table_objective)
     rows = labelled_rows(final_df, final_runs)
     colors = plots.method_colors(all_runs["method"])
     notes = []
@@ -262,7 +261,8 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
                 static["rows"] = static["rows"][[c for c in PLOT_ROW_COLUMNS if c in static["rows"].columns]]
             pool.submit(f["key"], f["function"], {**static, "path": fig_dir / f"{f['key']}.png", "formats": formats})
     mark("family figures submitted")
-    # --- tables
+    # --- tables (the tuning table after the jobs above: the workers need nothing of it)
+    tuning = _tuning_block(manifest, tab_dir, table_objective)
     targets = tables.section_targets(final_runs)
     reach = tables.time_to_target(rows, final_runs, targets)
     numeric, targets = tables.summary(final_runs, rows, targets, reach)

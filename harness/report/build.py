@@ -22,6 +22,11 @@ FIGURES = "figures"
 IMBALANCE_RATIO = 2.0
 PROFILE_MEASURES = (("train_seconds", "training seconds"), ("samples_seen", "samples seen"))
 FIGURE_FORMATS = ("png", "svg", "pdf")
+# the figure jobs from the longest to the shortest (CPU seconds each on the default sweep: 0.3, 0, 0.5, 0.4,
+# 0.15, 0.1, 0.1); the first two need nothing but the runs
+FIGURE_ORDER = ("convergence", "suboptimality", "fixed_target", "confusion", "lr_sensitivity", "minority_recall",
+                "performance_profiles")
+LONG_FIGURES = FIGURE_ORDER[:2]
 # the per-epoch columns the static loss figures read (pickled to the figure workers)
 PLOT_ROW_COLUMNS = ("cell_id", "epoch", "status", "section", "method", "samples_seen", "train_seconds",
                     "train_loss", "test_loss", "reference_train_loss")
@@ -254,38 +259,48 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
                      {"table_runs": final_runs, "all_final": all_final, "final_df": final_df, "manifest": manifest,
                       "tab_dir": tab_dir, "fig_dir": fig_dir, "formats": formats}, inherit=("specs",))
     family_figures = _family_figures(final_runs, rows, tune_runs, colors, manifest)
+    jobs = []
     for fam in family_figures.values():
         for f in fam["figures"]:
             static = dict(f["kwargs"])
             if "rows" in static:   # the per-epoch frame is the big one: send the workers only what they draw
                 static["rows"] = static["rows"][[c for c in PLOT_ROW_COLUMNS if c in static["rows"].columns]]
-            pool.submit(f["key"], f["function"], {**static, "path": fig_dir / f"{f['key']}.png", "formats": formats})
+            jobs.append((f["key"], f["function"], {**static, "path": fig_dir / f"{f['key']}.png", "formats": formats}))
+    # the longest jobs first, so that the two workers finish together: the workers take them in the order
+    # submitted, so the loss curves go now, the fixed-target view as soon as the targets are known, and the
+    # short figures after it
+    for job in jobs:
+        if job[1] in LONG_FIGURES:
+            pool.submit(*job)
     mark("family figures submitted")
-    # --- tables (the tuning table after the jobs above: the workers need nothing of it)
-    tuning = _tuning_block(manifest, tab_dir, table_objective)
+    # --- targets, then the figures that need them
     targets = tables.section_targets(final_runs)
     reach = tables.time_to_target(rows, final_runs, targets)
-    numeric, targets = tables.summary(final_runs, rows, targets, reach)
-    csv, md = write_table(numeric, tab_dir, "summary",
-                           "\n\n".join(f"### {s}\n\n" + tables.to_markdown(tables.formatted(g))
-                                       for s, g in numeric.groupby("section", sort=True)))
-    write_table(targets, tab_dir, "targets")
-
-    # --- ranking
-    ranking_tables, ratios = [], {}
-    for measure, label in PROFILE_MEASURES:
-        ratio = profile.ratios(profile.work_matrix(final_runs, reach, measure))
-        ratios[label] = ratio
-        rank = profile.ranking(ratio)
-        if len(rank):
-            c, m = write_table(rank, tab_dir, f"ranking-{measure}")
-            ranking_tables.append(html.table(rank, f"Ranking by {label} to target", c, m, digits=3))
-    pool.submit("performance-profile", "performance_profiles",
-                {"profiles": ratios, "colors": colors, "path": fig_dir / "performance-profile.png", "formats": formats})
     pairs = tables.fixed_target_times(rows, final_runs, targets)
     pool.submit("fixed-target", "fixed_target",
                 {"pairs": pairs, "colors": colors, "path": fig_dir / "fixed-target.png", "formats": formats,
                  "title": "Fixed-target view: (run, target) pairs reached"})
+    for job in sorted((job for job in jobs if job[1] not in LONG_FIGURES), key=lambda j: FIGURE_ORDER.index(j[1])):
+        pool.submit(*job)
+    ratios = {label: profile.ratios(profile.work_matrix(final_runs, reach, measure))
+              for measure, label in PROFILE_MEASURES}
+    pool.submit("performance-profile", "performance_profiles",
+                {"profiles": ratios, "colors": colors, "path": fig_dir / "performance-profile.png", "formats": formats})
+    # --- tables (the tuning table after the jobs above: the workers need nothing of it)
+    tuning = _tuning_block(manifest, tab_dir, table_objective)
+    numeric, targets = tables.summary(final_runs, rows, targets, reach)
+    csv, md = write_table(numeric, tab_dir, "summary",
+                          "\n\n".join(f"### {s}\n\n" + tables.to_markdown(tables.formatted(g))
+                                      for s, g in numeric.groupby("section", sort=True)))
+    write_table(targets, tab_dir, "targets")
+
+    # --- ranking
+    ranking_tables = []
+    for measure, label in PROFILE_MEASURES:
+        rank = profile.ranking(ratios[label])
+        if len(rank):
+            c, m = write_table(rank, tab_dir, f"ranking-{measure}")
+            ranking_tables.append(html.table(rank, f"Ranking by {label} to target", c, m, digits=3))
     ranking = {"tables": ranking_tables,
                "figure": {"alt": "performance profiles",
                           "caption": "Share of dataset/loss sections (y) in which an optimizer reached the target "
@@ -323,14 +338,21 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
     spec = interactive.fixed_target(pairs, final_runs, colors)
     if spec is not None:
         specs["fixed-target"] = spec
-    mark("family tables and interactive figures (static ones and statistics in the workers meanwhile)")
+    # what needs no worker's result is written before waiting for them: it is the critical path after that
+    plotly_js = interactive.write_assets(sweep_dir, specs)
+    live = set(specs) if plotly_js else set()
+    # --- runs that did not finish
+    bad = tables.problems_table(all_runs)
+    problems = None
+    if len(bad):
+        c, m = write_table(bad, tab_dir, "problems")
+        problems = html.table(bad, "", c, m)
+    mark("family tables, interactive figures, problems (static figures and statistics in the workers meanwhile)")
     drawn = pool.results()
     mark("waiting for the static figures and the statistics")
     for kind, seconds in pool.cpu_seconds.items():
         timings[f"cpu: figure {kind}"] = seconds
     found = drawn.pop("statistics")
-    plotly_js = interactive.write_assets(sweep_dir, specs)
-    live = set(specs) if plotly_js else set()
 
     def shown(key: str, path, alt: str, caption: str) -> dict | None:
         fig = _figure(path, sweep_dir, alt, caption)
@@ -349,12 +371,6 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
         fam["figures"] = [f for f in (shown(f["key"], drawn[f["key"]], f["alt"], f["caption"])
                                       for f in fam["figures"]) if f]
 
-    # --- runs that did not finish
-    bad = tables.problems_table(all_runs)
-    problems = None
-    if len(bad):
-        c, m = write_table(bad, tab_dir, "problems")
-        problems = html.table(bad, "", c, m)
 
     status_counts = all_runs["status"].value_counts()
     name = manifest.get("sweep") or sweep_dir.name

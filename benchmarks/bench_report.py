@@ -7,9 +7,9 @@
 The sweep folder is copied to a temporary folder first, so the stored report is
 left alone. The store is read once without its combined cache (timed apart, not in the
 wall), which writes the cache; the timed build then reads the cache, as a rebuild does. Wall seconds per phase come from build_report(timings=...); the
-CPU line counts this process and its figure workers (whose per-kind CPU includes
-their imports of matplotlib, and of scikit-posthocs for the critical-difference
-diagrams, as under `harness report`). Numbers mean little when
+CPU line counts this process and its workers: matplotlib, which each worker imports as it
+starts, counts there but under no job kind; scipy.stats with scikit-posthocs count under the
+statistics job, which imports them (as under `harness report`). Numbers mean little when
 the load average is above the core count: it is printed so the reader can judge.
 """
 from __future__ import annotations
@@ -47,8 +47,8 @@ def main() -> int:
     parser.add_argument("--format", default="png")
     args = parser.parse_args()
 
-    # only what `harness report` imports in its main process: matplotlib (and scikit-posthocs with
-    # scipy.stats) load in the figure workers, so their import time shows in the figures' CPU seconds
+    # only what `harness report` imports in its main process: matplotlib, and scipy.stats with
+    # scikit-posthocs, load in the workers, so their import time shows in the jobs' CPU seconds
     t0 = time.perf_counter()
     import harness
     from harness.report.build import build_report
@@ -101,7 +101,7 @@ def main() -> int:
             print(f"processes {processes}, run {rep + 1}: wall {wall:.2f} s, cpu {cpu:.2f} s "
                   f"(report files {size / 1e6:.1f} MB); load before: {load_before}")
             print(f"  phases, wall (s): {phases}")
-            print(f"  figures by kind, cpu (s, in the workers): {figures}")
+            print(f"  worker jobs by kind, cpu (s): {figures}")
     print(f"load after: {_load()}")
     return 0
 

@@ -333,15 +333,18 @@ def test_figures_drawn_in_two_processes_match_one(tmp_path):
 
 
 def test_mean_band_matches_a_pandas_reading():
-    from harness.report.plots import mean_band
+    from harness.report.plots import _x_mean, _y_band
 
     rows = pd.DataFrame({"cell_id": list("aaabbbccc"), "epoch": [0, 1, 2] * 3,
                          "x": [0.0, 1.0, 2.0, 0.0, 1.5, np.nan, 0.0, 1.0, 2.0],
                          "y": [1.0, 0.5, 0.2, 1.2, np.inf, 0.3, 0.9, 0.4, np.nan]})
-    band = mean_band(rows, "x", "y")
+    ok, group, n, mean, low, high = _y_band(rows["epoch"].to_numpy(), rows["y"].to_numpy(dtype=float))
+    band = {"mean": mean, "low": low, "high": high, "n": n,
+            "x": _x_mean(rows["x"].to_numpy(dtype=float), ok, group, len(n))}
     ref = rows.replace([np.inf, -np.inf], np.nan).dropna(subset=["y"]).groupby("epoch")
     np.testing.assert_allclose(band["mean"], ref["y"].mean().to_numpy())
     np.testing.assert_allclose(band["low"], ref["y"].min().to_numpy())
     np.testing.assert_allclose(band["high"], ref["y"].max().to_numpy())
     np.testing.assert_allclose(band["x"], ref["x"].mean().to_numpy())
     assert band["n"].tolist() == [3, 2, 2]
+    assert _y_band(rows["epoch"].to_numpy(), np.array([np.nan, np.inf] * 4 + [-np.inf])) is None

@@ -122,3 +122,58 @@ def test_fixed_target_png_is_on_the_page(page):
     assert png.is_file() and png.stat().st_size > 1000
     text = (page / "index.html").read_text()
     assert "figures/fixed-target.png" in text and "50%" in text and "interpolated" in text
+
+
+# --------------------------------------------------------------------------- the PNG writer
+def test_png_is_the_pixels_savefig_writes_without_the_opaque_alpha(tmp_path):
+    """The report's PNGs drop the Agg canvas's alpha channel (all opaque): same pixels, same text chunks."""
+    from harness.report import plots
+
+    plt = plots._pyplot()
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([1, 2, 3], [3, 1, 2], lw=2)
+    ax.fill_between([1, 2, 3], [1, 0.5, 1], [3, 2, 2.5], alpha=0.2)   # translucent artists on the white figure
+    ax.set_title("μ & $x$ <b>")
+    fig.savefig(tmp_path / "savefig.png", dpi=plots.DPI, metadata={"Description": "drawn {\"bars\": []}"})
+    plots._save(fig, tmp_path / "report.png", metadata={"Description": "drawn {\"bars\": []}"})
+    with Image.open(tmp_path / "savefig.png") as a, Image.open(tmp_path / "report.png") as b:
+        assert (a.mode, b.mode) == ("RGBA", "RGB")
+        rgba, rgb = np.asarray(a), np.asarray(b)
+        assert (rgba[..., 3] == 255).all()
+        assert np.array_equal(rgba[..., :3], rgb)
+        assert a.text == b.text and b.text["Description"] == "drawn {\"bars\": []}"
+        assert a.info["dpi"] == b.info["dpi"]
+
+
+# --------------------------------------------------------------------------- the interactive lr figure
+def test_interactive_learning_rate_figure_reads_the_runs_as_pandas_does():
+    """Means per learning rate (pandas' groupby mean), every drawn run sorted by rate, failed runs at the top."""
+    nan, inf = float("nan"), float("inf")
+    tune = pd.DataFrame({
+        "section": ["s / ce"] * 9 + ["s / bce"] * 2,
+        "method": ["sgd", "sgd", "sgd", "sgd", "bgd", "bgd", "bgd", "sgd", "sgd", "sgd", "bgd"],
+        "lr": [0.1, 0.01, 0.1, 1.0, 0.1, 0.01, 1.0, 0.01, 0.3, 0.1, 0.1],
+        "seed": [0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0],
+        "status": ["done", "done", "done", "diverged", "done", "stopped", "error", "done", "done", "done", "done"],
+        "val_loss": [0.5, 0.7, 0.25, inf, 0.4, 0.6, nan, 0.9, nan, 0.3, 0.2]})
+    chosen = pd.DataFrame({"section": ["s / ce", "s / ce"], "method": ["sgd", "bgd"], "lr": [0.1, 0.3]})
+    spec = interactive.lr_sensitivity(tune, chosen, ["s / bce", "s / ce"], {"sgd": "red", "bgd": "blue"}, "t")
+    traces = {(t["xaxis"], t["name"], t["mode"], t.get("marker", {}).get("size")): t for t in spec["data"]}
+    ce = tune[tune["section"] == "s / ce"]
+    top = ce.loc[ce["status"] != "diverged", "val_loss"].dropna().max() * 1.5
+    for name in ("sgd", "bgd"):
+        m = ce[ce["method"] == name]
+        ok = m[(m["status"] != "diverged") & np.isfinite(m["val_loss"])].sort_values("lr")
+        mean = ok.groupby("lr")["val_loss"].mean()
+        line = traces[("x2", name, "lines", None)]
+        assert line["x"] == mean.index.tolist() and line["y"] == mean.tolist()
+        failed = m[~m.index.isin(ok.index) & m["status"].isin(("diverged", "done", "stopped"))]
+        points = traces[("x2", name, "markers", 6)]
+        assert points["x"] == ok["lr"].tolist() + failed["lr"].tolist()
+        assert points["y"] == ok["val_loss"].tolist() + [top] * len(failed)
+        assert points["marker"]["symbol"] == ["circle"] * len(ok) + ["x"] * len(failed)
+        assert [t.split("seed ")[1][0] for t in points["text"]] == [str(s) for s in ok["seed"].tolist() +
+                                                                    failed["seed"].tolist()]
+    assert traces[("x2", "sgd", "markers", 14)]["x"] == [0.1] and ("x2", "bgd", "markers", 14) not in traces
+    assert traces[("x2", "sgd", "markers", 14)]["y"] == [pytest.approx((0.5 + 0.25) / 2)]
+    assert traces[("x", "sgd", "lines", None)]["y"] == [0.3]   # the first section given, alone in its panel

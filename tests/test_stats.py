@@ -181,3 +181,24 @@ def test_holm_decides_even_below_the_pairs_the_smallest_threshold_needs():
     first = stats.holm_within(ev.p, [0.5] * 7)
     verdict, reason = stats.decide(ev, first, stats.ALPHA, 8, {})
     assert verdict == stats.INCONCLUSIVE and reason.startswith("too few pairs") and "at least 9" in reason
+
+
+def test_bootstrap_draws_are_those_of_one_generator_stratum_after_stratum_on_every_call():
+    """The resample indices are cached by stratum sizes: the interval is the one a fresh generator gives."""
+    from harness.report.stats import _resample_indices, bootstrap_ci
+
+    def fresh(effects, strata, resamples=500, seed=7):   # the draws written out: one generator, sorted strata
+        rng = np.random.default_rng(seed)
+        blocks = [effects[strata == s][rng.integers(0, (strata == s).sum(), size=(resamples, (strata == s).sum()))]
+                  for s in sorted(set(strata.tolist()), key=str)]
+        medians = np.quantile(np.concatenate(blocks, axis=1), 0.5, axis=1, method="inverted_cdf")
+        return (float(np.quantile(medians, 0.025, method="inverted_cdf")),
+                float(np.quantile(medians, 0.975, method="inverted_cdf")))
+
+    rng = np.random.default_rng(0)
+    for sizes in ((5,), (3, 8), (8, 3), (4, 4, 6), (5,)):   # (5,) again: served from the cache
+        strata = np.repeat(np.array([f"s{i}" for i in range(len(sizes))], dtype=object), sizes)
+        effects = rng.normal(size=strata.size)
+        assert bootstrap_ci(effects, strata, resamples=500, seed=7) == fresh(effects, strata)
+    with pytest.raises(ValueError):
+        _resample_indices(7, 500, (5,))[0][0, 0] = 1   # shared by every caller: read-only

@@ -52,6 +52,11 @@ def execute(args) -> int:
     from harness.results.store import read_results
 
     formats = check_formats(formats)   # a typo fails before the results are read
+    # a one-shot process: what the imports made lives until it exits, so the collector need not scan it
+    # again on each full pass of the build (0.08 s of the main process)
+    import gc
+
+    gc.freeze()
     try:
         results = read_results(sweep_dir, all_cells=bool(getattr(args, "all_cells", False)))
     except Exception as exc:  # a corrupt or foreign file: one line, not a traceback

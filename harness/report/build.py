@@ -1,9 +1,7 @@
 """Build ``index.html`` with its figures and tables from a sweep's stored results."""
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 import shlex
 import time
 from datetime import datetime, timezone
@@ -15,15 +13,20 @@ import pandas as pd
 from harness.errors import HarnessError, UsageError
 from harness.plugin.loader import load_registry
 from harness.report import claims as claims_mod
-from harness.report import html, interactive, plots, profile, stats, tables
+from harness.report import html, interactive, plots, profile, tables, verdicts
+from harness.report.files import TABLES, slug, write_table
 from harness.report.frames import (TABLE_OBJECTIVE, imbalance, labelled_rows, normalise, run_tables,
                                    tuned_for)
 
 FIGURES = "figures"
-TABLES = "tables"
 IMBALANCE_RATIO = 2.0
 PROFILE_MEASURES = (("train_seconds", "training seconds"), ("samples_seen", "samples seen"))
 FIGURE_FORMATS = ("png", "svg", "pdf")
+# the figure jobs from the longest to the shortest (CPU seconds each on the default sweep: 0.3, 0, 0.5, 0.4,
+# 0.15, 0.1, 0.1); the first two need nothing but the runs
+FIGURE_ORDER = ("convergence", "suboptimality", "fixed_target", "confusion", "lr_sensitivity", "minority_recall",
+                "performance_profiles")
+LONG_FIGURES = FIGURE_ORDER[:2]
 # the per-epoch columns the static loss figures read (pickled to the figure workers)
 PLOT_ROW_COLUMNS = ("cell_id", "epoch", "status", "section", "method", "samples_seen", "train_seconds",
                     "train_loss", "test_loss", "reference_train_loss")
@@ -32,22 +35,6 @@ FIXED_TARGET_CAPTION = ("Fixed-target view: per section, the share of an optimiz
                         "section (50% to 99% of the best loss reduction, rule above); the time to a target is "
                         "interpolated between the epoch records around the crossing. Interactive: a switch adds "
                         "epochs; hover names the run and target.")
-
-
-def _cd_caption(diagram: dict) -> str:
-    return (f"Critical-difference diagram by {diagram['label']} (Demsar 2006, drawn with scikit-posthocs): each "
-            f"method at its average rank over the sections (1 = best; the numbers are the table's). Friedman test "
-            f"over the sections, then Nemenyi's pairwise test at alpha {diagram['alpha']:g}: a horizontal bar joins "
-            f"methods whose ranks do not differ significantly (their difference is below the critical difference).")
-
-
-VERDICT_CSS = {stats.HOLDS: "holds", stats.FAILS: "fails", stats.INCONCLUSIVE: "inconclusive"}
-
-
-def slug(text: str) -> str:
-    """A file-name-safe, unique name for a label (plugin names may contain anything)."""
-    base = re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:40] or "x"
-    return f"{base}-{hashlib.sha1(str(text).encode()).hexdigest()[:8]}"
 
 
 def _clear(folder: Path, patterns) -> None:
@@ -73,15 +60,6 @@ def _read_manifest(sweep_dir: Path) -> dict:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-
-
-def _write_table(frame: pd.DataFrame, folder: Path, name: str, markdown: str | None = None) -> tuple[str, str]:
-    """Write ``name``.csv, ``name``.md and ``name``.tex; return the CSV and Markdown paths relative to the page."""
-    folder.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(folder / f"{name}.csv", index=False)
-    (folder / f"{name}.tex").write_text(tables.to_latex(frame), encoding="utf-8")
-    (folder / f"{name}.md").write_text((markdown if markdown is not None else tables.to_markdown(frame)) + "\n")
-    return f"{TABLES}/{name}.csv", f"{TABLES}/{name}.md"
 
 
 def _class_names(manifest: dict, dataset: str) -> list | None:
@@ -125,7 +103,7 @@ def _tuning_block(manifest: dict, tab_dir: Path, table_objective: str) -> dict |
         row["at an edge"] = len(e.get("edges") or ())
         rows.append(row)
     frame = pd.DataFrame(rows)
-    csv, md = _write_table(frame, tab_dir, "tuning")
+    csv, md = write_table(frame, tab_dir, "tuning")
     protocol = manifest.get("tuning_protocol") or {}
     if protocol.get("per_seed"):
         how = "each seed chose its own rates on its own validation split"
@@ -163,54 +141,6 @@ def _flagged_edges(manifest: dict, fam_runs: pd.DataFrame) -> list[str]:
 def registered_claims() -> list:
     """The claims the installed plugins register (an empty list until a plugin registers one)."""
     return list(getattr(load_registry(), "claims", {}).values())
-
-
-def _claim_context(found, tab_dir: Path) -> list[dict]:
-    out = []
-    for c in found:
-        spec, head = c.spec, c.headline
-        per_budget = claims_mod.budget_rows(c)
-        per_section = claims_mod.section_rows(c)
-        csv, md = _write_table(per_budget, tab_dir, f"claim-{slug(spec.name)}-budgets")
-        section_table = None
-        if len(per_section):
-            scsv, smd = _write_table(per_section, tab_dir, f"claim-{slug(spec.name)}-sections")
-            section_table = html.table(per_section, f"Per section at the headline budget ({head.budget.label})",
-                                       scsv, smd, digits=3)
-        out.append({"key": spec.name, "title": spec.title, "lecture": spec.lecture,
-                    "measure": claims_mod.describe(spec) + (f" Runs tuned for {c.tuned_for}." if c.tuned_for else ""),
-                    "rule": spec.rule, "verdict": head.verdict,
-                    "css": VERDICT_CSS[head.verdict], "summary": head.reason, "budget": head.budget.label,
-                    "budgets": html.table(per_budget, "Verdict by budget", csv, md, digits=3),
-                    "sections": section_table})
-    return out
-
-
-def _rank_tables(final_runs: pd.DataFrame, tab_dir: Path) -> tuple[list, list, list]:
-    """Average ranks over the sections with Friedman's test and the Nemenyi critical difference, per metric.
-
-    Also returns, per metric ranked, what its critical-difference diagram draws (the same ranks and heading).
-    """
-    out, notes, diagrams = [], [], []
-    for metric, label in tables.RANK_METRICS:
-        matrix = tables.rank_matrix(final_runs, metric)
-        if matrix.shape[0] < 2 or matrix.shape[1] < 2:
-            notes.append(f"By {label}: fewer than two sections with every method; no ranks.")
-            continue
-        ranks = pd.DataFrame({"method": matrix.columns, "average rank": stats.average_ranks(matrix.to_numpy())})
-        ranks = ranks.sort_values("average rank", kind="stable").reset_index(drop=True)
-        chi2, p = stats.friedman(matrix.to_numpy())
-        cd = stats.nemenyi_cd(matrix.shape[1], matrix.shape[0])
-        c, m = _write_table(ranks, tab_dir, f"ranks-{metric}")
-        title = (f"Average rank by {label} over {matrix.shape[0]} sections: Friedman chi2 {tables.fmt(chi2, 3)}, "
-                 f"p {tables.fmt(p, 3)}; Nemenyi critical difference {tables.fmt(cd, 3)}")
-        out.append(html.table(ranks, title, c, m, digits=3))
-        if matrix.shape[1] >= 3:   # the Friedman test and the diagram need three methods or more
-            diagrams.append({"metric": metric, "label": label, "ranks": ranks.set_index("method")["average rank"],
-                             "matrix": matrix, "alpha": stats.ALPHA, "cd": cd,
-                             "heading": (f"By {label}, {matrix.shape[0]} sections: Friedman p {tables.fmt(p, 3)}, "
-                                         f"Nemenyi CD {tables.fmt(cd, 3)} at alpha {stats.ALPHA:g}")})
-    return out, notes, diagrams
 
 
 def _family_figures(final_runs: pd.DataFrame, rows: pd.DataFrame, tune_runs: pd.DataFrame, colors: dict,
@@ -306,6 +236,9 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
     fig_dir, tab_dir = sweep_dir / FIGURES, sweep_dir / TABLES
     _clear(fig_dir, [f"*.{fmt}" for fmt in FIGURE_FORMATS])
     _clear(tab_dir, ["*.csv", "*.md", "*.tex"])
+    # the workers fork now and import matplotlib while this process shapes the runs; they inherit the
+    # claim specs (plugin callables, which do not pickle) for the statistics job
+    pool = plots.FigurePool(processes, inherit={"specs": registered_claims() if claims is None else list(claims)})
 
     df = normalise(results)
     all_runs, final_df, final_runs = run_tables(df)
@@ -313,7 +246,6 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
     # tuning: the tables read the runs tuned for val_loss, each claim those tuned for its objective
     all_final = final_runs
     final_runs, table_objective = tuned_for(all_final, manifest, TABLE_OBJECTIVE)
-    tuning = _tuning_block(manifest, tab_dir, table_objective)
     rows = labelled_rows(final_df, final_runs)
     colors = plots.method_colors(all_runs["method"])
     notes = []
@@ -321,63 +253,61 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
         notes.append("This sweep has no final phase: every stored run is treated as final.")
 
     mark("read")
-    # --- the figures that need only the runs start drawing now, beside the tables and claims
-    pool = plots.FigurePool(processes)
-    # first the critical-difference diagrams: they need only the final runs' ranks, and their worker
-    # spends most of the job importing scikit-posthocs (with scipy.stats)
-    rank_tables, rank_notes, diagrams = _rank_tables(final_runs, tab_dir)
-    pool.submit_batch({f"critical-difference-{d['metric']}": (
-        "critical_difference", {"ranks": d["ranks"], "matrix": d["matrix"], "alpha": d["alpha"], "cd": d["cd"],
-                                "heading": d["heading"], "path": fig_dir / f"critical-difference-{d['metric']}.png",
-                                "formats": formats}) for d in diagrams})
+    # --- the statistics first (ranks, critical-difference diagrams, claims): the longest job, and the only
+    # one that needs scipy.stats; then the figures that need only the runs, beside the tables
+    pool.submit_call("statistics", "statistics (ranks, critical-difference diagrams, claims)", verdicts.statistics,
+                     {"table_runs": final_runs, "all_final": all_final, "final_df": final_df, "manifest": manifest,
+                      "tab_dir": tab_dir, "fig_dir": fig_dir, "formats": formats}, inherit=("specs",))
     family_figures = _family_figures(final_runs, rows, tune_runs, colors, manifest)
+    jobs = []
     for fam in family_figures.values():
         for f in fam["figures"]:
             static = dict(f["kwargs"])
             if "rows" in static:   # the per-epoch frame is the big one: send the workers only what they draw
                 static["rows"] = static["rows"][[c for c in PLOT_ROW_COLUMNS if c in static["rows"].columns]]
-            pool.submit(f["key"], f["function"], {**static, "path": fig_dir / f"{f['key']}.png", "formats": formats})
+            jobs.append((f["key"], f["function"], {**static, "path": fig_dir / f"{f['key']}.png", "formats": formats}))
+    # the longest jobs first, so that the two workers finish together: the workers take them in the order
+    # submitted, so the loss curves go now, the fixed-target view as soon as the targets are known, and the
+    # short figures after it
+    for job in jobs:
+        if job[1] in LONG_FIGURES:
+            pool.submit(*job)
     mark("family figures submitted")
-    # --- tables
+    # --- targets, then the figures that need them
     targets = tables.section_targets(final_runs)
     reach = tables.time_to_target(rows, final_runs, targets)
-    numeric, targets = tables.summary(final_runs, rows, targets, reach)
-    csv, md = _write_table(numeric, tab_dir, "summary",
-                           "\n\n".join(f"### {s}\n\n" + tables.to_markdown(tables.formatted(g))
-                                       for s, g in numeric.groupby("section", sort=True)))
-    _write_table(targets, tab_dir, "targets")
-
-    # --- ranking
-    ranking_tables, ratios = [], {}
-    for measure, label in PROFILE_MEASURES:
-        ratio = profile.ratios(profile.work_matrix(final_runs, reach, measure))
-        ratios[label] = ratio
-        rank = profile.ranking(ratio)
-        if len(rank):
-            c, m = _write_table(rank, tab_dir, f"ranking-{measure}")
-            ranking_tables.append(html.table(rank, f"Ranking by {label} to target", c, m, digits=3))
-    pool.submit("performance-profile", "performance_profiles",
-                {"profiles": ratios, "colors": colors, "path": fig_dir / "performance-profile.png", "formats": formats})
     pairs = tables.fixed_target_times(rows, final_runs, targets)
     pool.submit("fixed-target", "fixed_target",
                 {"pairs": pairs, "colors": colors, "path": fig_dir / "fixed-target.png", "formats": formats,
                  "title": "Fixed-target view: (run, target) pairs reached"})
-    ranking = {"tables": ranking_tables, "ranks": rank_tables, "rank_notes": rank_notes,
+    for job in sorted((job for job in jobs if job[1] not in LONG_FIGURES), key=lambda j: FIGURE_ORDER.index(j[1])):
+        pool.submit(*job)
+    ratios = {label: profile.ratios(profile.work_matrix(final_runs, reach, measure))
+              for measure, label in PROFILE_MEASURES}
+    pool.submit("performance-profile", "performance_profiles",
+                {"profiles": ratios, "colors": colors, "path": fig_dir / "performance-profile.png", "formats": formats})
+    # --- tables (the tuning table after the jobs above: the workers need nothing of it)
+    tuning = _tuning_block(manifest, tab_dir, table_objective)
+    numeric, targets = tables.summary(final_runs, rows, targets, reach)
+    csv, md = write_table(numeric, tab_dir, "summary",
+                          "\n\n".join(f"### {s}\n\n" + tables.to_markdown(tables.formatted(g))
+                                      for s, g in numeric.groupby("section", sort=True)))
+    write_table(targets, tab_dir, "targets")
+
+    # --- ranking
+    ranking_tables = []
+    for measure, label in PROFILE_MEASURES:
+        rank = profile.ranking(ratios[label])
+        if len(rank):
+            c, m = write_table(rank, tab_dir, f"ranking-{measure}")
+            ranking_tables.append(html.table(rank, f"Ranking by {label} to target", c, m, digits=3))
+    ranking = {"tables": ranking_tables,
                "figure": {"alt": "performance profiles",
                           "caption": "Share of dataset/loss sections (y) in which an optimizer reached the target "
                                      "within tau times the best optimizer's work (x); higher and further left is "
                                      "better."}}
 
     mark("tables and ranking")
-    # --- claims
-    found = claims_mod.evaluate_sweep(registered_claims() if claims is None else claims, all_final, final_df,
-                                      manifest)
-    verdicts = claims_mod.verdict_table(found)
-    claims_csv, claims_md = _write_table(verdicts, tab_dir, "claims")
-    verdict_table = html.table(verdicts, "Verdicts at each claim's headline budget", claims_csv, claims_md,
-                               digits=3) if len(verdicts) else None
-    claim_ctx = _claim_context(found, tab_dir)
-    mark("claims")
 
     # --- per dataset family: tables, and the figures' jobs (drawn together below, in parallel)
     families = []
@@ -408,13 +338,21 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
     spec = interactive.fixed_target(pairs, final_runs, colors)
     if spec is not None:
         specs["fixed-target"] = spec
-    mark("family tables and interactive figures (static ones drawing meanwhile)")
-    drawn = pool.results()
-    mark("waiting for the static figures")
-    for kind, seconds in pool.cpu_seconds.items():
-        timings[f"cpu: figure {kind}"] = seconds
+    # what needs no worker's result is written before waiting for them: it is the critical path after that
     plotly_js = interactive.write_assets(sweep_dir, specs)
     live = set(specs) if plotly_js else set()
+    # --- runs that did not finish
+    bad = tables.problems_table(all_runs)
+    problems = None
+    if len(bad):
+        c, m = write_table(bad, tab_dir, "problems")
+        problems = html.table(bad, "", c, m)
+    mark("family tables, interactive figures, problems (static figures and statistics in the workers meanwhile)")
+    drawn = pool.results()
+    mark("waiting for the static figures and the statistics")
+    for kind, seconds in pool.cpu_seconds.items():
+        timings[f"cpu: figure {kind}"] = seconds
+    found = drawn.pop("statistics")
 
     def shown(key: str, path, alt: str, caption: str) -> dict | None:
         fig = _figure(path, sweep_dir, alt, caption)
@@ -427,19 +365,12 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
                               ranking["figure"]["caption"])
     ranking["fixed_target"] = shown("fixed-target", drawn.get("fixed-target"), "fixed-target view",
                                     FIXED_TARGET_CAPTION)
-    ranking["critical_difference"] = [
-        f for f in (_figure(drawn.get(f"critical-difference-{d['metric']}"), sweep_dir,
-                            f"critical-difference diagram by {d['label']}", _cd_caption(d)) for d in diagrams) if f]
+    ranking["critical_difference"] = [_figure(d["path"], sweep_dir, d["alt"], d["caption"]) for d in found["diagrams"]]
+    ranking["ranks"], ranking["rank_notes"] = found["ranks"], found["rank_notes"]
     for fam in families:
         fam["figures"] = [f for f in (shown(f["key"], drawn[f["key"]], f["alt"], f["caption"])
                                       for f in fam["figures"]) if f]
 
-    # --- runs that did not finish
-    bad = tables.problems_table(all_runs)
-    problems = None
-    if len(bad):
-        c, m = _write_table(bad, tab_dir, "problems")
-        problems = html.table(bad, "", c, m)
 
     status_counts = all_runs["status"].value_counts()
     name = manifest.get("sweep") or sweep_dir.name
@@ -457,7 +388,7 @@ def build_report(sweep_dir, results: pd.DataFrame | None = None, manifest: dict 
                      f"{final_runs['loss'].nunique()} loss(es) and {final_runs['optimizer'].nunique()} optimizer(s); "
                      f"{len(tune_runs)} tuning runs. Built {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC."),
         "counts": [(str(k), int(v)) for k, v in status_counts.items()],
-        "notes": notes, "claims": claim_ctx, "verdict_table": verdict_table,
+        "notes": notes, "claims": found["claims"], "verdict_table": found["verdict_table"],
         "verdict_rule": claims_mod.VERDICT_RULE, "profile_rule": profile.PROFILE_RULE,
         "rank_rule": tables.RANK_RULE,
         "ranking": ranking, "families": families, "tuning": tuning, "problems": problems, "rules": rules,

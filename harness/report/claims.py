@@ -179,9 +179,8 @@ def pair_table(runs: pd.DataFrame, spec: ClaimSpec) -> tuple[pd.DataFrame, str]:
     for side in sides[1:]:
         table = table.merge(side, on="_key")
     if plugin_params:      # params both plugins define must agree
-        agree = [all(_shared_equal(row[f"params_{i}"], row[f"params_{j}"])
-                     for i in range(len(sides)) for j in range(i + 1, len(sides)))
-                 for _, row in table.iterrows()]
+        params = zip(*(table[f"params_{i}"].tolist() for i in range(len(sides))))   # columns, not iterrows
+        agree = [all(_shared_equal(p[i], p[j]) for i in range(len(p)) for j in range(i + 1, len(p))) for p in params]
         table = table[np.asarray(agree, dtype=bool)] if len(table) else table
     if table.empty:
         note = f"no runs of {spec.factor} = {' / '.join(map(str, spec.sides))} that differ in it alone"
@@ -374,7 +373,7 @@ def effects_at(curves: Curves, table: pd.DataFrame, spec: ClaimSpec, budget: Bud
 
 
 # --------------------------------------------------------------------------- applicability
-def section_info(row: pd.Series, factor: str, ratios: dict) -> dict:
+def section_info(row, factor: str, ratios: dict) -> dict:
     """What ``ClaimSpec.applies`` sees of a pair's section (no names chosen by the engine).
 
     ``factor`` is the compared column: that setting is None (and a plugin's params empty), since
@@ -404,7 +403,8 @@ def _applicable(runs: pd.DataFrame, table: pd.DataFrame, spec: ClaimSpec) -> pd.
     ratios = {fam: imbalance(g) for fam, g in runs.groupby("family")}
     column, key = _factor(spec)
     factor = column if key is None else ""
-    keep = [bool(spec.applies(section_info(row, factor, ratios))) for _, row in table.iterrows()]
+    # plain dicts, not iterrows' Series per pair: section_info reads each with get()
+    keep = [bool(spec.applies(section_info(row, factor, ratios))) for row in table.to_dict("records")]
     return table[np.asarray(keep, dtype=bool)].reset_index(drop=True)
 
 

@@ -27,7 +27,6 @@ PLOTLY_JS = "plotly.min.js"
 DATA_JS = "figures/interactive.js"
 X_CHOICES = (("epoch", "epochs"), ("samples_seen", "samples seen"), ("train_seconds", "training seconds"))
 COLUMNS = 3
-RUN_COLUMNS = ("section", "method", "lr", "seed", "status", "val_loss")   # what the per-run figures read
 CONVERGENCE_COLUMNS = ("section", "method", "cell_id", "lr", "seed", "status", "epoch", "samples_seen",
                        "train_seconds")
 PANEL_HEIGHT = 300
@@ -136,10 +135,21 @@ def _run_texts(frame: pd.DataFrame, extra=None) -> list[str]:
 
     Built from whole columns: scalar access on pandas' Arrow-backed strings is slow.
     """
-    extra = [""] * len(frame) if extra is None else [f"<br>{e}" for e in extra]
+    return _texts(frame["method"].tolist(), frame["section"].tolist(), frame["lr"].astype(float).tolist(),
+                  frame["seed"].tolist(), extra)
+
+
+def _texts(methods: list, sections: list, lrs: list, seeds: list, extra=None) -> list[str]:
+    """``_run_texts`` from lists of the columns' values."""
+    extra = [""] * len(methods) if extra is None else [f"<br>{e}" for e in extra]
     return [f"<b>{esc(m)}</b> · {esc(s)}<br>lr {lr:g} · seed {int(seed)}{e}" for m, s, lr, seed, e in
-            zip(frame["method"].tolist(), frame["section"].tolist(), frame["lr"].astype(float).tolist(),
-                frame["seed"].tolist(), extra)]
+            zip(methods, sections, lrs, seeds, extra)]
+
+
+def _sorted_by(values: np.ndarray) -> np.ndarray:
+    """The order ``DataFrame.sort_values`` gives a float column (its default quicksort, NaN last)."""
+    finite = np.flatnonzero(~np.isnan(values))
+    return np.r_[finite[np.argsort(values[finite], kind="quicksort")], np.flatnonzero(np.isnan(values))]
 
 
 def convergence(rows: pd.DataFrame, sections: list, colors: dict, metric: str, title: str,
@@ -202,40 +212,47 @@ def lr_sensitivity(tune_runs: pd.DataFrame, chosen: pd.DataFrame, sections: list
     sections = [s for s in sections if (tune_runs["section"] == s).any()]
     if not sections:
         return None
-    # only the columns drawn: every filter below copies the frame's columns (dozens of them in a run table)
-    tune_runs = tune_runs[[c for c in RUN_COLUMNS if c in tune_runs.columns]]
-    chosen = chosen[[c for c in RUN_COLUMNS if c in chosen.columns]]
+    # whole columns as arrays, masked per section and method (a pandas filter, sort and concat per method
+    # cost most of the figure); the means stay pandas' groupby mean, over the rows in the same order
+    section, method = tune_runs["section"].to_numpy(object), tune_runs["method"].to_numpy(object)
+    lr, val = tune_runs["lr"].to_numpy(float), tune_runs["val_loss"].to_numpy(float)
+    status, seed = tune_runs["status"].to_numpy(object), tune_runs["seed"].to_numpy()
+    drawn = (status != "diverged") & np.isfinite(val)
+    failed = ~drawn & np.isin(status, ("diverged", "done", "stopped"))
+    c_section, c_method = chosen["section"].to_numpy(object), chosen["method"].to_numpy(object)
+    c_lr = chosen["lr"].to_numpy(float)
     data, shown = [], set()
-    finite_all = tune_runs["val_loss"][np.isfinite(tune_runs["val_loss"]) & (tune_runs["status"] != "diverged")]
-    positive = bool(len(finite_all)) and bool((finite_all > 0).all())
-    for i, section in enumerate(sections):
+    positive = bool(drawn.any()) and bool((val[drawn] > 0).all())
+    for i, name in enumerate(sections):
         xa, ya = _axis_ref(i)
-        s = tune_runs[tune_runs["section"] == section]
-        finite = s["val_loss"][np.isfinite(s["val_loss"]) & (s["status"] != "diverged")]
+        here = section == name
+        finite = val[here & drawn]
         top = float(finite.max()) * 1.5 if len(finite) else 10.0
-        for method, m in s.groupby("method", sort=True):
-            c = colors.get(method, "#444")
-            ok = m[(m["status"] != "diverged") & np.isfinite(m["val_loss"])].sort_values("lr")
-            bad = m[((m["status"] == "diverged") | ~np.isfinite(m["val_loss"]))
-                    & m["status"].isin(("diverged", "done", "stopped"))]
-            common = {"xaxis": xa, "yaxis": ya, "legendgroup": esc(method), "name": esc(method)}
-            mean = ok.groupby("lr")["val_loss"].mean().sort_index()
+        for m in sorted(set(method[here].tolist())):
+            c = colors.get(m, "#444")
+            mine = here & (method == m)
+            ok = np.flatnonzero(mine & drawn)
+            ok = ok[_sorted_by(lr[ok])]
+            bad = np.flatnonzero(mine & failed)
+            common = {"xaxis": xa, "yaxis": ya, "legendgroup": esc(m), "name": esc(m)}
+            mean = pd.Series(val[ok]).groupby(lr[ok]).mean().sort_index()
             if len(mean):
-                data.append({**common, "type": "scatter", "mode": "lines", "showlegend": method not in shown,
+                data.append({**common, "type": "scatter", "mode": "lines", "showlegend": m not in shown,
                              "x": _values(mean.index), "y": _values(mean), "line": {"color": c, "width": 1.4},
                              "hoverinfo": "skip"})
-                shown.add(method)
-            points = pd.concat([ok.assign(_y=ok["val_loss"], _what="validation loss"),
-                                bad.assign(_y=top, _what="diverged")])
+                shown.add(m)
+            points = np.r_[ok, bad]
             if len(points):
+                what = ["validation loss"] * len(ok) + ["diverged"] * len(bad)
                 data.append({**common, "type": "scatter", "mode": "markers", "showlegend": False,
-                             "x": _values(points["lr"]), "y": _values(points["_y"]),
+                             "x": _values(lr[points]), "y": _values(np.r_[val[ok], np.full(len(bad), top)]),
                              "marker": {"color": c, "size": 6,
-                                        "symbol": ["x" if w == "diverged" else "circle" for w in points["_what"]]},
-                             "text": _run_texts(points, points["_what"].tolist()),
+                                        "symbol": ["x" if w == "diverged" else "circle" for w in what]},
+                             "text": _texts(method[points].tolist(), section[points].tolist(),
+                                            lr[points].tolist(), seed[points].tolist(), what),
                              "hovertemplate": "%{text}<br>final validation loss %{y:.4g}<extra></extra>"})
-            pick = chosen[(chosen["section"] == section) & (chosen["method"] == method)]["lr"].dropna().unique()
-            pick = [lr for lr in pick if lr in mean.index]
+            pick = c_lr[(c_section == name) & (c_method == m)]
+            pick = [x for x in pd.unique(pick[~np.isnan(pick)]) if x in mean.index]
             if pick:
                 data.append({**common, "type": "scatter", "mode": "markers", "showlegend": False,
                              "x": _values(pick), "y": _values(mean.loc[pick]), "hoverinfo": "skip",

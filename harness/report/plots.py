@@ -43,34 +43,40 @@ def method_colors(methods) -> dict:
     return {m: palette[i % len(palette)] for i, m in enumerate(sorted(set(methods)))}
 
 
-def mean_band(rows: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """Per epoch: mean x, and mean/min/max of y over the runs with a finite y (numpy: called ~300 times)."""
-    epoch = rows["epoch"].to_numpy()
-    xs, ys = rows[x].to_numpy(dtype=float), rows[y].to_numpy(dtype=float)
+def _y_band(epoch: np.ndarray, ys: np.ndarray) -> tuple | None:
+    """The y part of a method's curve and band, which the three x axes of a convergence row share: the
+    records with a finite y (mask), their epoch group, and per epoch the count of runs and the mean, min and
+    max of y over them (None: no finite y). Numpy, not a frame per panel: called ~100 times a report."""
     ok = np.isfinite(ys)
     if not ok.any():
-        return pd.DataFrame(columns=["x", "mean", "low", "high", "n"])
-    epoch, xs, ys = epoch[ok], xs[ok], ys[ok]
-    epochs, group = np.unique(epoch, return_inverse=True)
+        return None
+    ys = ys[ok]
+    _epochs, group = np.unique(epoch[ok], return_inverse=True)
     n = np.bincount(group)
-    finite_x = np.isfinite(xs)
-    x_count = np.bincount(group, weights=finite_x, minlength=len(epochs))
-    x_sum = np.bincount(group, weights=np.where(finite_x, xs, 0.0), minlength=len(epochs))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        x_mean = x_sum / x_count
-    low, high = np.full(len(epochs), np.inf), np.full(len(epochs), -np.inf)
+    low, high = np.full(len(n), np.inf), np.full(len(n), -np.inf)
     np.minimum.at(low, group, ys)
     np.maximum.at(high, group, ys)
-    return pd.DataFrame({"x": x_mean, "mean": np.bincount(group, weights=ys) / n, "low": low, "high": high, "n": n})
+    return ok, group, n, np.bincount(group, weights=ys) / n, low, high
+
+
+def _x_mean(xs: np.ndarray, ok: np.ndarray, group: np.ndarray, size: int) -> np.ndarray:
+    """The x part of a curve on one axis: per epoch group of ``_y_band``, the mean of the finite x of the
+    records its mask ``ok`` keeps."""
+    xs = xs[ok]
+    finite_x = np.isfinite(xs)
+    x_count = np.bincount(group, weights=finite_x, minlength=size)
+    x_sum = np.bincount(group, weights=np.where(finite_x, xs, 0.0), minlength=size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return x_sum / x_count
 
 
 def _loss_limits(frames) -> tuple[float, float] | None:
     """Log-scale y-limits that keep diverging curves from flattening the rest."""
     starts, values = [], []
     for f in frames:
-        m = f["mean"].to_numpy()
+        m = np.asarray(f["mean"])
         m = m[np.isfinite(m) & (m > 0)]
-        v = np.concatenate([m, f["low"].to_numpy(), f["high"].to_numpy()])
+        v = np.concatenate([m, np.asarray(f["low"]), np.asarray(f["high"])])
         v = v[np.isfinite(v) & (v > 0)]
         if m.size:
             starts.append(m[0])
@@ -138,13 +144,38 @@ def _suptitle(fig, title: str, fontsize: float) -> None:
 def _save(fig, path: Path, formats=(), metadata: dict | None = None) -> Path:
     """Write ``path`` and the same figure as each extra format (``svg``, ``pdf``) beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # zlib level 3 instead of 6: a third less encoding time for files 4% larger
-    fig.savefig(path, dpi=DPI, metadata=metadata, **({"pil_kwargs": {"compress_level": 3}} if path.suffix == ".png" else {}))
+    if path.suffix == ".png":
+        _write_png(fig, path, metadata)
+    else:
+        fig.savefig(path, dpi=DPI, metadata=metadata)
     for fmt in formats:
         if fmt != path.suffix.lstrip("."):
             fig.savefig(path.with_suffix(f".{fmt}"), dpi=DPI)
     _pyplot().close(fig)
     return path
+
+
+def _write_png(fig, path: Path, metadata: dict | None) -> None:
+    """The figure as an RGB PNG, with the text chunks ``savefig`` writes (``Software``, then ``metadata``).
+
+    ``savefig`` keeps the Agg canvas's alpha channel, which is all opaque on
+    these figures (white background): the same pixels without it take 45% less
+    encoding time (the largest single cost of a figure after the drawing) and
+    10% fewer bytes. zlib level 3 instead of 6: a third less encoding time for
+    files 4% larger.
+    """
+    import matplotlib
+    from PIL import Image, PngImagePlugin
+
+    fig.canvas.draw()
+    rgba = np.asarray(fig.canvas.buffer_rgba())
+    info = PngImagePlugin.PngInfo()
+    for key, value in {"Software": f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/",
+                       **(metadata or {})}.items():
+        if value is not None:
+            info.add_text(key, value)
+    Image.fromarray(np.ascontiguousarray(rgba[..., :3])).save(path, format="png", pnginfo=info, dpi=(DPI, DPI),
+                                                              compress_level=3)
 
 
 def _collections(ax, lines: list, line_colors: list, bands: list, band_colors: list) -> None:
@@ -175,26 +206,31 @@ def convergence(rows: pd.DataFrame, sections: list, colors: dict, metric: str, p
         srows = rows[rows["section"] == section]
         if transform is not None:
             srows = transform(srows)
-        groups = list(srows.groupby("method", sort=True))
+        # per method, the y part of the bands once for the row's three x axes (arrays, not a frame per panel)
+        groups = [(method, _y_band(mrows["epoch"].to_numpy(), mrows[metric].to_numpy(dtype=float)),
+                   {x: mrows[x].to_numpy(dtype=float) for x, _, _ in X_AXES})
+                  for method, mrows in srows.groupby("method", sort=True)]
         row_drawn = []
         for j, (x, xlabel, logx) in enumerate(X_AXES):
             ax = axes[i, j]
             drawn, lines, line_colors, bands, band_colors = [], [], [], [], []
-            for method, mrows in groups:
-                band = mean_band(mrows, x, metric)
+            for method, parts, xcols in groups:
+                if parts is None:
+                    continue
+                ok, group, n, mean, low, high = parts
+                xs = _x_mean(xcols[x], ok, group, len(n))
                 if logx:
-                    band = band[band["x"] > 0]
-                if band.empty:
+                    keep = xs > 0
+                    xs, mean, low, high, n = xs[keep], mean[keep], low[keep], high[keep], n[keep]
+                if not len(xs):
                     continue
                 c = colors.get(method, "k")
-                xs = band["x"].to_numpy(float)
-                lines.append(np.column_stack([xs, band["mean"].to_numpy(float)]))
+                lines.append(np.column_stack([xs, mean]))
                 line_colors.append(c)
-                if (band["n"] > 1).any():
-                    bands.append(np.concatenate([np.column_stack([xs, band["low"].to_numpy(float)]),
-                                                 np.column_stack([xs[::-1], band["high"].to_numpy(float)[::-1]])]))
+                if (n > 1).any():
+                    bands.append(np.concatenate([np.column_stack([xs, low]), np.column_stack([xs[::-1], high[::-1]])]))
                     band_colors.append(c)
-                drawn.append(band)
+                drawn.append({"mean": mean, "low": low, "high": high})
             _collections(ax, lines, line_colors, bands, band_colors)
             row_drawn.extend(drawn)
         # the three panels of a row show the same values against three x measures: one y range,
@@ -523,8 +559,9 @@ def critical_difference(ranks: pd.Series, matrix: pd.DataFrame, alpha: float, cd
 
 # --------------------------------------------------------------------------- rendering in parallel
 PROCESSES = 2
+# the figures drawn as jobs of their own (the critical-difference diagrams are drawn by the statistics job)
 FUNCTIONS = {f.__name__: f for f in (convergence, suboptimality, lr_sensitivity, minority_recall, confusion,
-                                     performance_profiles, fixed_target, critical_difference)}
+                                     performance_profiles, fixed_target)}
 
 
 def _run(job: tuple) -> tuple[Path | None, float]:
@@ -550,24 +587,40 @@ def _worker_start() -> None:
     gc.disable()
 
 
-def _run_batch(jobs: dict) -> dict:
-    """Draw several figures in one worker: ``{key: (path, cpu seconds)}`` (see ``FigurePool.submit_batch``)."""
-    return {key: _run(job) for key, job in jobs.items()}
+_INHERITED: dict = {}   # values forked workers find in their copy of this module (FigurePool's ``inherit``)
+
+
+def _run_call(function, kwargs: dict, inherit: tuple) -> tuple:
+    """Run a ``submit_call`` job in a worker, adding the inherited values; its value and CPU seconds."""
+    start = time.process_time()
+    value = function(**kwargs, **{name: _INHERITED[name] for name in inherit})
+    return value, time.process_time() - start
 
 
 class FigurePool:
-    """Draws figures in worker processes while the caller goes on with tables, claims and the page.
+    """Draws figures (and the statistics job) in worker processes while the caller goes on with tables and the page.
 
     Figures are independent and matplotlib holds the GIL while drawing, so
     threads would not help; ``processes`` workers (forked: they inherit the
     imported pandas; each imports matplotlib itself, beside the caller's work)
-    start on the first ``submit``. With one process the figures are drawn in
-    ``results`` instead.
+    start on the first ``submit``, or at once when given ``inherit``: values
+    that ``submit_call`` jobs receive through fork instead of pickled (claim
+    specs hold the plugins' own callables, which do not pickle), so that the
+    workers import matplotlib while the caller is still reading the results.
+    With one process, or without fork for a job that needs inherited values,
+    the jobs run in ``results`` instead.
     """
 
-    def __init__(self, processes: int = PROCESSES):
-        self.processes, self.jobs, self.futures, self.pool = processes, {}, {}, None
-        self.batches, self.cpu_seconds = [], {}
+    def __init__(self, processes: int = PROCESSES, inherit: dict | None = None):
+        import multiprocessing
+
+        self.processes, self.jobs, self.calls, self.futures, self.pool = processes, {}, {}, {}, None
+        self.inherit, self.cpu_seconds = dict(inherit or {}), {}
+        self.forks = processes > 1 and "fork" in multiprocessing.get_all_start_methods()
+        if self.inherit and self.forks:
+            _INHERITED.update(self.inherit)
+            self._start()
+            self.pool.submit(int)   # the executor forks its workers on a first job, not when it is made
 
     def submit(self, key: str, function: str, kwargs: dict) -> None:
         self.jobs[key] = (function, kwargs)
@@ -575,54 +628,57 @@ class FigurePool:
             self._start()
             self.futures[key] = self.pool.submit(_run, self.jobs[key])
 
-    def submit_batch(self, jobs: dict) -> None:
-        """Draw ``{key: (function, kwargs)}`` one after the other in the same worker.
+    def submit_call(self, key: str, kind: str, function, kwargs: dict, inherit=()) -> None:
+        """Run ``function(**kwargs)`` (a module-level function) in a worker, with the ``inherit`` values named.
 
-        For figures that share an expensive import: the critical-difference
-        diagrams each need scikit-posthocs (with scipy.stats, 0.5 s and more
-        to import), which two workers would each import.
+        Its value (which must pickle) is in ``results()[key]``; its CPU seconds count under ``kind``.
         """
-        if self.processes <= 1 or len(jobs) < 2:
-            for key, (function, kwargs) in jobs.items():
-                self.submit(key, function, kwargs)
-            return
-        self.jobs.update(jobs)
-        self._start()
-        self.batches.append((tuple(jobs), self.pool.submit(_run_batch, dict(jobs))))
+        self.calls[key] = (kind, function, kwargs, tuple(inherit))
+        if self.processes > 1 and (self.forks or not inherit):
+            self._start()
+            self.futures[key] = self.pool.submit(_run_call, function, kwargs, tuple(inherit))
 
     def _start(self) -> None:
         if self.pool is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context("fork" if "fork" in methods else None)
+            context = multiprocessing.get_context("fork" if self.forks else None)
             self.pool = ProcessPoolExecutor(max_workers=self.processes, mp_context=context, initializer=_worker_start)
 
     def results(self) -> dict:
-        """``{key: path or None}`` for every submitted figure, once all are drawn.
+        """``{key: path or None}`` for every submitted figure, and each ``submit_call`` job's value, once all are done.
 
-        ``cpu_seconds`` then holds the CPU seconds spent per figure kind (function name).
+        ``cpu_seconds`` then holds the CPU seconds spent per kind (figure function name, or a call's kind).
         """
         try:
-            batched = {}
-            for _keys, future in self.batches:
-                batched.update(future.result())
-            drawn = {key: batched[key] if key in batched else self.futures[key].result() if key in self.futures
-                     else _run(job) for key, job in self.jobs.items()}
+            done = {key: self.futures[key].result() if key in self.futures else _run(job)
+                    for key, job in self.jobs.items()}
+            kinds = {key: job[0] for key, job in self.jobs.items()}
+            for key, (kind, function, kwargs, inherit) in self.calls.items():
+                if key in self.futures:
+                    done[key] = self.futures[key].result()
+                else:
+                    start = time.process_time()
+                    value = function(**kwargs, **{name: self.inherit[name] for name in inherit})
+                    done[key] = value, time.process_time() - start
+                kinds[key] = kind
         finally:
             self.close()
         self.cpu_seconds = {}
-        for key, (path, seconds) in drawn.items():
-            kind = self.jobs[key][0]
-            self.cpu_seconds[kind] = self.cpu_seconds.get(kind, 0.0) + seconds
-        return {key: path for key, (path, _seconds) in drawn.items()}
+        for key, (_value, seconds) in done.items():
+            self.cpu_seconds[kinds[key]] = self.cpu_seconds.get(kinds[key], 0.0) + seconds
+        return {key: value for key, (value, _seconds) in done.items()}
 
     def close(self) -> None:
+        for name in self.inherit:
+            _INHERITED.pop(name, None)
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
 
     def __del__(self):   # an exception between submit and results: do not leave workers behind
+        for name in getattr(self, "inherit", ()):
+            _INHERITED.pop(name, None)
         if getattr(self, "pool", None) is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)

@@ -10,6 +10,11 @@ for a claim that is really a coin flip stays at most ``ALPHA``. The effect is
 summarised by its median with a paired bootstrap confidence interval that
 resamples pairs (seeds) within each stratum (a dataset/loss section), with a
 fixed generator seed so the page is the same on every build.
+
+scipy.stats is imported where a test needs it, not with this module: importing
+it costs nearly a second, and the report's main process (which reads the
+constants and rules here) leaves the tests to its statistics job
+(``harness.report.verdicts``).
 """
 from __future__ import annotations
 
@@ -18,7 +23,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-from scipy.stats import binomtest, friedmanchisquare, rankdata, studentized_range
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 ALPHA = 0.05
@@ -31,6 +35,8 @@ MIN_AGAINST = 3     # a section whose every untied pair (at least this many) goe
 @lru_cache(maxsize=4096)
 def sign_test(support: int, against: int) -> float:
     """Two-sided exact sign test p-value of ``support`` successes among ``support + against`` untied pairs."""
+    from scipy.stats import binomtest
+
     n = support + against
     if n == 0:
         return 1.0
@@ -79,15 +85,30 @@ def bootstrap_ci(effects, strata, resamples: int = RESAMPLES, level: float = LEV
     strata = np.asarray(strata, dtype=object)
     if effects.size == 0:
         return np.nan, np.nan
-    rng = np.random.default_rng(seed)
-    blocks = []
-    for label in sorted(set(strata.tolist()), key=str):
-        own = effects[strata == label]
-        blocks.append(own[rng.integers(0, own.size, size=(resamples, own.size))])
-    medians = _median(np.concatenate(blocks, axis=1), axis=1)
+    owns = [effects[strata == label] for label in sorted(set(strata.tolist()), key=str)]
+    picks = _resample_indices(seed, resamples, tuple(own.size for own in owns))
+    medians = _median(np.concatenate([own[pick] for own, pick in zip(owns, picks)], axis=1), axis=1)
     tail = (1 - level) / 2
     return (float(np.quantile(medians, tail, method="inverted_cdf")),
             float(np.quantile(medians, 1 - tail, method="inverted_cdf")))
+
+
+@lru_cache(maxsize=256)
+def _resample_indices(seed: int, resamples: int, sizes: tuple) -> tuple:
+    """The pairs ``bootstrap_ci`` draws: per stratum of ``sizes[i]`` pairs, a (resamples, size) index array,
+    from one generator seeded ``seed``, drawn stratum after stratum.
+
+    They depend on the sizes alone, and a page asks for the same sizes again and
+    again (every section of a claim at every budget), so they are drawn once.
+    Read-only: the cache hands out the same arrays.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for size in sizes:
+        pick = rng.integers(0, size, size=(resamples, size))
+        pick.flags.writeable = False
+        out.append(pick)
+    return tuple(out)
 
 
 @dataclass
@@ -208,11 +229,15 @@ def _decide(ev: Evidence, p_adj: float, alpha: float, m: int, sections: dict) ->
 # --------------------------------------------------------------------------- ranks across sections
 def average_ranks(matrix) -> np.ndarray:
     """Mean rank of each column over the rows (rank 1 = lowest value; ties share the mean rank)."""
+    from scipy.stats import rankdata
+
     return rankdata(np.asarray(matrix, dtype=float), axis=1).mean(axis=0)
 
 
 def friedman(matrix) -> tuple[float, float]:
     """Friedman's chi-square and p over complete blocks (rows = sections, columns = methods)."""
+    from scipy.stats import friedmanchisquare
+
     values = np.asarray(matrix, dtype=float)
     if values.shape[0] < 2 or values.shape[1] < 3:
         return np.nan, np.nan
@@ -222,6 +247,8 @@ def friedman(matrix) -> tuple[float, float]:
 
 def nemenyi_cd(k: int, n: int, alpha: float = ALPHA) -> float:
     """The Nemenyi critical difference of average ranks for k methods over n blocks (Demsar 2006)."""
+    from scipy.stats import studentized_range
+
     if k < 2 or n < 1:
         return np.nan
     q = studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2)

@@ -86,6 +86,20 @@ def test_stacked_architectures(optimizer, hidden, activation):
                  [train(c, split=split, registry=REG) for c in configs], exact=optimizer in EXACT)
 
 
+@pytest.mark.parametrize("chunk", [5, 16])
+@pytest.mark.parametrize("optimizer,hidden", [("bgd", (16,)), ("bgd", ()), ("minibatch", (8, 4))])
+def test_stacked_batches_in_chunks_equal_runs_alone(monkeypatch, chunk, optimizer, hidden):
+    """Batches longer than ``kernels.CHUNK_ROWS`` run chunk by chunk, stacked as alone (gradients added up,
+    the steps after the last chunk); with chunks of 5 and 16 rows (batches of 90 and 16) the grid, its
+    divergence and its stopping included, still gives each run's records."""
+    monkeypatch.setattr(kernels, "CHUNK_ROWS", chunk)
+    split = SPLITS[4]
+    configs = _grid(optimizer, "ce", "constant", hidden=hidden)
+    want = [train(c, split=split, registry=REG) for c in configs]
+    _assert_same(stacked.train_stacked(configs, split=split, registry=REG), want, exact=False)
+    assert "diverged" in [frame.status.iloc[-1] for frame in want]
+
+
 @pytest.mark.parametrize("optimizer,rates,epoch_updates", [
     ("sgd", (1e-3, 3e-3, 0.01, 1e30, 1e300), 90),          # blow up at updates 8 and 7 (different restarts)
     ("minibatch", (1e-3, 0.01, 0.1, 1e100, 1e200), 6),     # at updates 3 and 2 of 6

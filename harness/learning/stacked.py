@@ -13,8 +13,8 @@ numpy path) trains the configs one after another with ``trainer.train``.
 
 The records are those ``trainer.train(config)`` returns for each config; the
 weights are bit for bit those of a run alone on the per-sample path and equal
-to rounding on the batch path (the first layer's wider BLAS product; a run alone
-also sums a batch of over ``kernels.CHUNK_ROWS`` rows chunk by chunk).
+to rounding (the first layer's wider BLAS product) on the batch path, which
+takes a batch ``kernels.CHUNK_ROWS`` rows at a time as a run alone does.
 
 ``train_seconds`` of a stacked run: the clock runs around each stacked epoch's
 training steps (drawing the batches, the kernels, moving weights in and out of
@@ -210,14 +210,16 @@ class _Stack:
         K, b, d = len(self.stacked), self._buffer, self.d
         KF = K * self.f0
         sizes = np.diff(starts)
-        rows = int(sizes.max()) if len(sizes) else 0
+        chunk = kernels.CHUNK_ROWS   # rows of a batch at a time, as a run alone takes them
+        rows = min(int(sizes.max()) if len(sizes) else 0, chunk)
+        upper = max([int(fi * fo) for fi, fo in self.rest_layout[1:, :2]] + [1])
         bad = np.zeros(K, np.int64)
         done = stacked_kernels.stacked_batch_epoch(
             self.W0, self.b0, b("gW0", (d, KF)), b("gb0", KF), self.rest, b("grest", self.rest.shape),
             self.layout, self.rest_layout, self.plan.act, self.X, self.y, order, starts, lrs, inv_sizes, identity,
-            t0, self.plan.kernel, self.plan.kernel_params, b("A0", rows * KF), b("D0", rows * KF),
+            chunk, t0, self.plan.kernel, self.plan.kernel_params, b("A0", rows * KF), b("D0", rows * KF),
             b("Ar", (K, rows * self.width)), b("Dr", (K, rows * self.width)), b("Xb", 0 if identity else rows * d),
-            b("lrcol", KF), np.empty(K), bad)
+            b("lrcol", KF), np.empty(K), bad, b("part0", (d, KF)), b("part", upper))
         return done, bad
 
     def _epoch(self, active) -> dict:

@@ -29,8 +29,8 @@ from harness.learning.kernels import numba
 
 if numba is not None:
     from harness.learning.kernels import (_activate, _batch_loss, _bias_activate, _bias_activate_rows,
-                                          _bias_step, _derivative, _first_layer_step, _gather_rows, _gd_step,
-                                          _layer_grads, _rows_forward, _stepped_forward, _upper_backward_step,
+                                          _bias_grad_add, _bias_step, _derivative, _first_layer_step, _gather_rows,
+                                          _gd_step, _rows_forward, _stepped_forward, _upper_backward_step,
                                           _upper_forward, _weight_bounds)
 
     _jit = numba.njit(cache=True, nogil=True)
@@ -102,11 +102,17 @@ if numba is not None:
 
     @_jit
     def stacked_batch_epoch(W0, b0, gW0, gb0, rest, grest, layout, rest_layout, act, X, y, order, starts, lrs,
-                            inv_sizes, identity, t0, kernel, kparams, A0, D0, Ar, Dr, Xb, lrcol, values, bad):
+                            inv_sizes, identity, chunk, t0, kernel, kparams, A0, D0, Ar, Dr, Xb, lrcol, values, bad,
+                            part0, part):
         """Mini-batch and full-batch updates of K copies from update ``t0``; returns the updates done.
 
-        ``A0``, ``D0`` hold (m, K*f0) blocks; ``Ar``, ``Dr`` (K, m * width of layers 1..);
-        ``grest`` is shaped like ``rest``; ``lrcol`` has length K*f0.
+        A batch runs ``chunk`` rows at a time, as ``kernels._batch_epoch`` runs it
+        (the first chunk's gradients written, later chunks' added: ``part0``, shaped
+        like ``gW0``, and ``part``, as large as the largest weight block of layers 1..,
+        hold a chunk's product before it is added; bias gradients summed on row by
+        row; every step after the last chunk). ``A0``, ``D0`` hold (chunk, K*f0)
+        blocks; ``Ar``, ``Dr`` (K, chunk * width of layers 1..); ``grest`` is shaped
+        like ``rest``; ``lrcol`` has length K*f0.
         """
         K = rest.shape[0]
         L1 = layout.shape[0]
@@ -118,104 +124,124 @@ if numba is not None:
             m = s1 - s0
             for k in range(K):
                 lr = lrs[k, t]
+                values[k] = 0.0
                 for j in range(k * f0, (k + 1) * f0):
                     lrcol[j] = lr
-            if identity:
-                Xm = X
-            else:
-                Xm = _gather_rows(X, order[s0:s1], Xb)
-            # layer 0 for all copies: one wide product
-            Z0 = A0[:m * KF].reshape((m, KF))
-            np.dot(Xm, W0, Z0)
-            if L1 > 1:
-                for r in range(m):
-                    zr = Z0[r]
+            for c0 in range(s0, s1, chunk):
+                c1 = min(c0 + chunk, s1)
+                n = c1 - c0
+                first = c0 == s0
+                if identity:
+                    Xm = X[c0:c1]
+                else:
+                    Xm = _gather_rows(X, order[c0:c1], Xb)
+                # layer 0 for all copies: one wide product
+                Z0 = A0[:n * KF].reshape((n, KF))
+                np.dot(Xm, W0, Z0)
+                if L1 > 1:
+                    for r in range(n):
+                        zr = Z0[r]
+                        for j in range(KF):
+                            zr[j] = _activate(zr[j] + b0[j], act)
+                else:
+                    for r in range(n):
+                        zr = Z0[r]
+                        for j in range(KF):
+                            zr[j] += b0[j]
+                G0 = D0[:n * KF].reshape((n, KF))
+                for k in range(K):
+                    flat = rest[k]
+                    gflat = grest[k]
+                    Ak = Ar[k]
+                    Dk = Dr[k]
+                    c0k = k * f0
+                    if L1 > 1:
+                        # copy k's layer-0 activations into a contiguous (n, f0) block at the start of Ak
+                        A0k = Ak[:n * f0].reshape((n, f0))
+                        for r in range(n):
+                            zr = Z0[r]
+                            ar = A0k[r]
+                            for j in range(f0):
+                                ar[j] = zr[c0k + j]
+                        off = n * f0
+                        for l in range(1, L1):
+                            fi, fo, wo, bo = rest_layout[l, 0], rest_layout[l, 1], rest_layout[l, 2], rest_layout[l, 3]
+                            W = flat[wo:wo + fi * fo].reshape((fi, fo))
+                            Z = Ak[off:off + n * fo].reshape((n, fo))
+                            np.dot(Ak[off - n * fi:off].reshape((n, fi)), W, Z)
+                            _bias_activate_rows(Z, flat[bo:bo + fo], act, l == L1 - 1)
+                            off += n * fo
+                        out = off - n * kout
+                        values[k] += _batch_loss(Ak[out:], Dk[out:], n, kout, y, order[c0:c1], kernel, kparams,
+                                                 inv_sizes[t])
+                    else:
+                        total = 0.0
+                        for r in range(n):
+                            total += kernel(Z0[r, c0k:].ctypes, kout, y[order[c0 + r]], kparams.ctypes,
+                                            G0[r, c0k:].ctypes)
+                        values[k] += total
+                        scale = inv_sizes[t]
+                        for r in range(n):
+                            gr = G0[r]
+                            for j in range(c0k, c0k + kout):
+                                gr[j] *= scale
+                        continue
+                    # backward of layers L1-1..1 of copy k (gradients, then the delta of l-1 with the old W_l)
+                    off = out
+                    for l in range(L1 - 1, 0, -1):
+                        fi, fo, wo, bo = rest_layout[l, 0], rest_layout[l, 1], rest_layout[l, 2], rest_layout[l, 3]
+                        G = Dk[off:off + n * fo].reshape((n, fo))
+                        gW = gflat[wo:wo + fi * fo]
+                        gb = gflat[bo:bo + fo]
+                        prev = off - n * fi
+                        a_prev = Ak[prev:off].reshape((n, fi))
+                        if first:
+                            np.dot(a_prev.T, G, gW.reshape((fi, fo)))
+                            for j in range(fo):
+                                gb[j] = 0
+                        else:
+                            np.dot(a_prev.T, G, part[:fi * fo].reshape((fi, fo)))
+                            for q in range(fi * fo):
+                                gW[q] += part[q]
+                        _bias_grad_add(G, gb)
+                        np.dot(G, flat[wo:wo + fi * fo].reshape((fi, fo)).T, Dk[prev:off].reshape((n, fi)))
+                        Ap = Ak[prev:off]
+                        Dp = Dk[prev:off]
+                        for q in range(n * fi):
+                            Dp[q] *= _derivative(Ap[q], act)
+                        off = prev
+                    # copy k's layer-0 delta into its columns of the wide G0
+                    D0k = Dk[:n * f0].reshape((n, f0))
+                    for r in range(n):
+                        dr = D0k[r]
+                        gr = G0[r]
+                        for j in range(f0):
+                            gr[c0k + j] = dr[j]
+                # layer 0 gradient for all copies: one wide product
+                if first:
+                    np.dot(Xm.T, G0, gW0)
                     for j in range(KF):
-                        zr[j] = _activate(zr[j] + b0[j], act)
-            else:
-                for r in range(m):
-                    zr = Z0[r]
-                    for j in range(KF):
-                        zr[j] += b0[j]
-            G0 = D0[:m * KF].reshape((m, KF))
+                        gb0[j] = 0
+                else:
+                    np.dot(Xm.T, G0, part0)
+                    for r in range(d):
+                        gr = gW0[r]
+                        pr = part0[r]
+                        for j in range(KF):
+                            gr[j] += pr[j]
+                _bias_grad_add(G0, gb0)
+            # the steps: layers 1.. per copy, then layer 0 of all copies
             failed = False
             for k in range(K):
-                flat = rest[k]
-                gflat = grest[k]
-                Ak = Ar[k]
-                Dk = Dr[k]
-                lr = lrs[k, t]
-                c0 = k * f0
-                if L1 > 1:
-                    # copy k's layer-0 activations into a contiguous (m, f0) block at the start of Ak
-                    A0k = Ak[:m * f0].reshape((m, f0))
-                    for r in range(m):
-                        zr = Z0[r]
-                        ar = A0k[r]
-                        for j in range(f0):
-                            ar[j] = zr[c0 + j]
-                    off = m * f0
-                    for l in range(1, L1):
-                        fi, fo, wo, bo = rest_layout[l, 0], rest_layout[l, 1], rest_layout[l, 2], rest_layout[l, 3]
-                        W = flat[wo:wo + fi * fo].reshape((fi, fo))
-                        b = flat[bo:bo + fo]
-                        Z = Ak[off:off + m * fo].reshape((m, fo))
-                        np.dot(Ak[off - m * fi:off].reshape((m, fi)), W, Z)
-                        _bias_activate_rows(Z, b, act, l == L1 - 1)
-                        off += m * fo
-                    out = off - m * kout
-                    total = _batch_loss(Ak[out:], Dk[out:], m, kout, y, order[s0:s1], kernel, kparams,
-                                        inv_sizes[t])
-                else:
-                    total = 0.0
-                    for r in range(m):
-                        total += kernel(Z0[r, c0:].ctypes, kout, y[order[s0 + r]], kparams.ctypes,
-                                        G0[r, c0:].ctypes)
-                    scale = inv_sizes[t]
-                    for r in range(m):
-                        gr = G0[r]
-                        for j in range(c0, c0 + kout):
-                            gr[j] *= scale
-                value = total / m
+                value = values[k] / m
                 values[k] = value
                 if not math.isfinite(value):
                     bad[k] = 1
                     failed = True
-                if L1 == 1:
-                    continue
-                # backward of layers L1-1..1 of copy k (gradient, delta of l-1 with the old W_l, step)
-                off = out
                 for l in range(L1 - 1, 0, -1):
                     fi, fo, wo, bo = rest_layout[l, 0], rest_layout[l, 1], rest_layout[l, 2], rest_layout[l, 3]
-                    G = Dk[off:off + m * fo].reshape((m, fo))
-                    Wf = flat[wo:wo + fi * fo]
-                    gWf = gflat[wo:wo + fi * fo]
-                    b = flat[bo:bo + fo]
-                    gb = gflat[bo:bo + fo]
-                    prev = off - m * fi
-                    _layer_grads(Ak[prev:off].reshape((m, fi)), G, gWf.reshape((fi, fo)), gb)
-                    np.dot(G, Wf.reshape((fi, fo)).T, Dk[prev:off].reshape((m, fi)))
-                    Ap = Ak[prev:off]
-                    Dp = Dk[prev:off]
-                    for q in range(m * fi):
-                        Dp[q] *= _derivative(Ap[q], act)
-                    _gd_step(Wf, gWf, b, gb, lr)
-                    off = prev
-                # copy k's layer-0 delta into its columns of the wide G0
-                D0k = Dk[:m * f0].reshape((m, f0))
-                for r in range(m):
-                    dr = D0k[r]
-                    gr = G0[r]
-                    for j in range(f0):
-                        gr[c0 + j] = dr[j]
-            # layer 0 gradient and step for all copies: one wide product
-            np.dot(Xm.T, G0, gW0)
-            for j in range(KF):
-                gb0[j] = 0
-            for r in range(m):
-                gr = G0[r]
-                for j in range(KF):
-                    gb0[j] += gr[j]
+                    _gd_step(rest[k, wo:wo + fi * fo], grest[k, wo:wo + fi * fo], rest[k, bo:bo + fo],
+                             grest[k, bo:bo + fo], lrs[k, t])
             for r in range(d):
                 Wr = W0[r]
                 gr = gW0[r]

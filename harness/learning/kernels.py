@@ -629,6 +629,38 @@ if numba is not None:
                 gb[j] += gr[j]
 
     @_jit
+    def _chunk_inputs(X, order, Xb, c0, c1, identity):
+        """The input rows ``order[c0:c1]`` of a chunk: a view of ``X`` when the batch is the whole set in
+        order (``identity``), else copied into ``Xb`` (``_gather_rows``)."""
+        if identity:
+            return X[c0:c1]
+        return _gather_rows(X, order[c0:c1], Xb)
+
+    @_jit
+    def _chunk_grads(a_prev, G, gW, gb, part, first):
+        """One chunk's gradients of a layer: ``a_prev^T G`` written into ``gW`` (the batch's first chunk) or
+        computed into ``part`` and added; the rows of ``G`` summed onto ``gb`` (zeroed first by the first chunk)."""
+        fi, fo = a_prev.shape[1], G.shape[1]
+        if first:
+            np.dot(a_prev.T, G, gW.reshape((fi, fo)))
+            for j in range(fo):
+                gb[j] = 0
+        else:
+            np.dot(a_prev.T, G, part[:fi * fo].reshape((fi, fo)))
+            for q in range(fi * fo):
+                gW[q] += part[q]
+        _bias_grad_add(G, gb)
+
+    @_jit
+    def _delta_below(G, Wf, A_prev, D_prev, act):
+        """The delta of the layer below: ``(G W^T) * act'(a_prev)`` into ``D_prev`` (flat, like ``A_prev``)."""
+        n, fo = G.shape
+        fi = Wf.shape[0] // fo
+        np.dot(G, Wf.reshape((fi, fo)).T, D_prev.reshape((n, fi)))
+        for q in range(n * fi):
+            D_prev[q] *= _derivative(A_prev[q], act)
+
+    @_jit
     def _batch_epoch(flat, grads, layout, act, X, y, order, starts, lrs, inv_sizes, identity, chunk, kernel,
                      kparams, A, D, Xb):
         """Mini-batch and full-batch updates: BLAS products (np.dot) and fused element-wise loops.
@@ -656,10 +688,7 @@ if numba is not None:
                 c1 = min(c0 + chunk, s1)
                 n = c1 - c0
                 first = c0 == s0
-                if identity:
-                    Xm = X[c0:c1]
-                else:
-                    Xm = _gather_rows(X, order[c0:c1], Xb)
+                Xm = _chunk_inputs(X, order, Xb, c0, c1, identity)
                 # forward; layer l's (n, fo) block starts at n * (sum of earlier widths)
                 off = 0
                 for l in range(L1):
@@ -678,25 +707,11 @@ if numba is not None:
                 for l in range(L1 - 1, -1, -1):
                     fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
                     G = D[off:off + n * fo].reshape((n, fo))
-                    gW = grads[wo:wo + fi * fo]
-                    gb = grads[bo:bo + fo]
                     prev = off - n * fi
                     a_prev = Xm if l == 0 else A[prev:off].reshape((n, fi))
-                    if first:
-                        np.dot(a_prev.T, G, gW.reshape((fi, fo)))
-                        for j in range(fo):
-                            gb[j] = 0
-                    else:
-                        np.dot(a_prev.T, G, part[:fi * fo].reshape((fi, fo)))
-                        for q in range(fi * fo):
-                            gW[q] += part[q]
-                    _bias_grad_add(G, gb)
+                    _chunk_grads(a_prev, G, grads[wo:wo + fi * fo], grads[bo:bo + fo], part, first)
                     if l > 0:
-                        np.dot(G, flat[wo:wo + fi * fo].reshape((fi, fo)).T, D[prev:off].reshape((n, fi)))
-                        Ap = A[prev:off]
-                        Dp = D[prev:off]
-                        for q in range(n * fi):
-                            Dp[q] *= _derivative(Ap[q], act)
+                        _delta_below(G, flat[wo:wo + fi * fo], A[prev:off], D[prev:off], act)
                     off = prev
             for l in range(L1):
                 fi, fo, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]

@@ -29,9 +29,9 @@ from harness.learning.kernels import numba
 
 if numba is not None:
     from harness.learning.kernels import (_activate, _batch_loss, _bias_activate, _bias_activate_rows,
-                                          _bias_grad_add, _bias_step, _derivative, _first_layer_step, _gather_rows,
-                                          _gd_step, _rows_forward, _stepped_forward, _upper_backward_step,
-                                          _upper_forward, _weight_bounds)
+                                          _bias_grad_add, _bias_step, _chunk_grads, _chunk_inputs, _delta_below,
+                                          _first_layer_step, _gd_step, _rows_forward, _stepped_forward,
+                                          _upper_backward_step, _upper_forward, _weight_bounds)
 
     _jit = numba.njit(cache=True, nogil=True)
 
@@ -131,10 +131,7 @@ if numba is not None:
                 c1 = min(c0 + chunk, s1)
                 n = c1 - c0
                 first = c0 == s0
-                if identity:
-                    Xm = X[c0:c1]
-                else:
-                    Xm = _gather_rows(X, order[c0:c1], Xb)
+                Xm = _chunk_inputs(X, order, Xb, c0, c1, identity)
                 # layer 0 for all copies: one wide product
                 Z0 = A0[:n * KF].reshape((n, KF))
                 np.dot(Xm, W0, Z0)
@@ -191,24 +188,10 @@ if numba is not None:
                     for l in range(L1 - 1, 0, -1):
                         fi, fo, wo, bo = rest_layout[l, 0], rest_layout[l, 1], rest_layout[l, 2], rest_layout[l, 3]
                         G = Dk[off:off + n * fo].reshape((n, fo))
-                        gW = gflat[wo:wo + fi * fo]
-                        gb = gflat[bo:bo + fo]
                         prev = off - n * fi
-                        a_prev = Ak[prev:off].reshape((n, fi))
-                        if first:
-                            np.dot(a_prev.T, G, gW.reshape((fi, fo)))
-                            for j in range(fo):
-                                gb[j] = 0
-                        else:
-                            np.dot(a_prev.T, G, part[:fi * fo].reshape((fi, fo)))
-                            for q in range(fi * fo):
-                                gW[q] += part[q]
-                        _bias_grad_add(G, gb)
-                        np.dot(G, flat[wo:wo + fi * fo].reshape((fi, fo)).T, Dk[prev:off].reshape((n, fi)))
-                        Ap = Ak[prev:off]
-                        Dp = Dk[prev:off]
-                        for q in range(n * fi):
-                            Dp[q] *= _derivative(Ap[q], act)
+                        _chunk_grads(Ak[prev:off].reshape((n, fi)), G, gflat[wo:wo + fi * fo], gflat[bo:bo + fo],
+                                     part, first)
+                        _delta_below(G, flat[wo:wo + fi * fo], Ak[prev:off], Dk[prev:off], act)
                         off = prev
                     # copy k's layer-0 delta into its columns of the wide G0
                     D0k = Dk[:n * f0].reshape((n, f0))

@@ -177,3 +177,31 @@ def test_interactive_learning_rate_figure_reads_the_runs_as_pandas_does():
     assert traces[("x2", "sgd", "markers", 14)]["x"] == [0.1] and ("x2", "bgd", "markers", 14) not in traces
     assert traces[("x2", "sgd", "markers", 14)]["y"] == [pytest.approx((0.5 + 0.25) / 2)]
     assert traces[("x", "sgd", "lines", None)]["y"] == [0.3]   # the first section given, alone in its panel
+
+
+# --------------------------------------------------------------------------- the confusion figure's labels
+def test_confusion_labels_stay_inside_the_figure_and_clear_of_the_next_panel(monkeypatch):
+    """Each row's loss and "true class", and the class names, sit left of the first column inside the figure;
+    the other columns repeat no class names that could run into the panel on their left."""
+    from harness.report import plots
+
+    drawn = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path, formats=(), metadata=None: drawn.setdefault("fig", fig))
+    confusion = json.dumps([[1790, 10], [30, 170]])
+    runs = pd.DataFrame([{"status": "done", "test_confusion": confusion, "section": f"faces / {loss}",
+                          "method": method} for loss in ("bce", "ce") for method in ("bgd", "sgd", "point")])
+    plots.confusion(runs, ["background", "a face in the picture"], plots.Path("unused.png"), "title")
+    fig = drawn["fig"]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    axes = np.array(fig.axes).reshape(2, 3)
+    for row in axes:
+        first = row[0]
+        for text in [first.yaxis.label, *first.get_yticklabels()]:
+            assert text.get_text() and text.get_window_extent(renderer).x0 >= 0, text.get_text()
+        assert "ce" in first.get_ylabel() and "true class" in first.get_ylabel()
+        for ax in row[1:]:
+            assert [t.get_text() for t in ax.get_yticklabels()] == ["", ""]
+        widest = max(t.get_window_extent(renderer).x1 for t in first.get_yticklabels())
+        assert widest <= first.get_window_extent(renderer).x0
+    plots._pyplot().close(fig)

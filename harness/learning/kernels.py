@@ -545,13 +545,9 @@ if numba is not None:
     @_jit
     def _bias_grad(G, gb):
         """``gb`` = the column sums of the batch's deltas ``G``."""
-        m, fo = G.shape
-        for j in range(fo):
+        for j in range(G.shape[1]):
             gb[j] = 0
-        for r in range(m):
-            gr = G[r]
-            for j in range(fo):
-                gb[j] += gr[j]
+        _bias_grad_add(G, gb)
 
     @_jit
     def _gd_step(Wf, gWf, b, gb, lr):

@@ -212,14 +212,14 @@ class _Stack:
         sizes = np.diff(starts)
         chunk = kernels.CHUNK_ROWS   # rows of a batch at a time, as a run alone takes them
         rows = min(int(sizes.max()) if len(sizes) else 0, chunk)
-        upper = max([int(fi * fo) for fi, fo in self.rest_layout[1:, :2]] + [1])
+        largest = max([d * KF] + [int(fi * fo) for fi, fo in self.rest_layout[1:, :2]])  # a chunk's gradient block
         bad = np.zeros(K, np.int64)
         done = stacked_kernels.stacked_batch_epoch(
             self.W0, self.b0, b("gW0", (d, KF)), b("gb0", KF), self.rest, b("grest", self.rest.shape),
             self.layout, self.rest_layout, self.plan.act, self.X, self.y, order, starts, lrs, inv_sizes, identity,
             chunk, t0, self.plan.kernel, self.plan.kernel_params, b("A0", rows * KF), b("D0", rows * KF),
             b("Ar", (K, rows * self.width)), b("Dr", (K, rows * self.width)), b("Xb", 0 if identity else rows * d),
-            b("lrcol", KF), np.empty(K), bad, b("part0", (d, KF)), b("part", upper))
+            b("lrcol", KF), np.empty(K), bad, b("part", max(largest, 1)))
         return done, bad
 
     def _epoch(self, active) -> dict:

@@ -28,10 +28,10 @@ import numpy as np
 from harness.learning.kernels import numba
 
 if numba is not None:
-    from harness.learning.kernels import (_activate, _batch_loss, _bias_activate, _bias_activate_rows,
-                                          _bias_grad_add, _bias_step, _chunk_grads, _chunk_inputs, _delta_below,
-                                          _first_layer_step, _gd_step, _rows_forward, _stepped_forward,
-                                          _upper_backward_step, _upper_forward, _weight_bounds)
+    from harness.learning.kernels import (_batch_loss, _bias_activate, _bias_activate_rows, _bias_step,
+                                          _chunk_grads, _chunk_inputs, _delta_below, _first_layer_step, _gd_step,
+                                          _rows_forward, _stepped_forward, _upper_backward_step, _upper_forward,
+                                          _weight_bounds)
 
     _jit = numba.njit(cache=True, nogil=True)
 
@@ -103,14 +103,13 @@ if numba is not None:
     @_jit
     def stacked_batch_epoch(W0, b0, gW0, gb0, rest, grest, layout, rest_layout, act, X, y, order, starts, lrs,
                             inv_sizes, identity, chunk, t0, kernel, kparams, A0, D0, Ar, Dr, Xb, lrcol, values, bad,
-                            part0, part):
+                            part):
         """Mini-batch and full-batch updates of K copies from update ``t0``; returns the updates done.
 
         A batch runs ``chunk`` rows at a time, as ``kernels._batch_epoch`` runs it
-        (the first chunk's gradients written, later chunks' added: ``part0``, shaped
-        like ``gW0``, and ``part``, as large as the largest weight block of layers 1..,
-        hold a chunk's product before it is added; bias gradients summed on row by
-        row; every step after the last chunk). ``A0``, ``D0`` hold (chunk, K*f0)
+        (``kernels._chunk_grads``: the first chunk's gradients written, later chunks'
+        added through ``part``, as large as the largest weight block, the wide first
+        layer's included; every step after the last chunk). ``A0``, ``D0`` hold (chunk, K*f0)
         blocks; ``Ar``, ``Dr`` (K, chunk * width of layers 1..); ``grest`` is shaped
         like ``rest``; ``lrcol`` has length K*f0.
         """
@@ -135,16 +134,7 @@ if numba is not None:
                 # layer 0 for all copies: one wide product
                 Z0 = A0[:n * KF].reshape((n, KF))
                 np.dot(Xm, W0, Z0)
-                if L1 > 1:
-                    for r in range(n):
-                        zr = Z0[r]
-                        for j in range(KF):
-                            zr[j] = _activate(zr[j] + b0[j], act)
-                else:
-                    for r in range(n):
-                        zr = Z0[r]
-                        for j in range(KF):
-                            zr[j] += b0[j]
+                _bias_activate_rows(Z0, b0, act, L1 == 1)
                 G0 = D0[:n * KF].reshape((n, KF))
                 for k in range(K):
                     flat = rest[k]
@@ -201,18 +191,7 @@ if numba is not None:
                         for j in range(f0):
                             gr[c0k + j] = dr[j]
                 # layer 0 gradient for all copies: one wide product
-                if first:
-                    np.dot(Xm.T, G0, gW0)
-                    for j in range(KF):
-                        gb0[j] = 0
-                else:
-                    np.dot(Xm.T, G0, part0)
-                    for r in range(d):
-                        gr = gW0[r]
-                        pr = part0[r]
-                        for j in range(KF):
-                            gr[j] += pr[j]
-                _bias_grad_add(G0, gb0)
+                _chunk_grads(Xm, G0, gW0.reshape(d * KF), gb0, part, first)
             # the steps: layers 1.. per copy, then layer 0 of all copies
             failed = False
             for k in range(K):

@@ -9,6 +9,7 @@ curve of a plot, one solver of the performance profile).
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -240,3 +241,31 @@ def labelled_rows(df: pd.DataFrame, run_frame: pd.DataFrame) -> pd.DataFrame:
     """The per-epoch rows of ``df`` with the run labels of ``run_frame`` joined on."""
     labels = run_frame.set_index("cell_id")[["family", "section", "method"]]
     return df.join(labels, on="cell_id", how="inner")
+
+
+class TuningColumns(NamedTuple):
+    """The tuning runs' columns the learning-rate figures read, as arrays, and the chosen rates'."""
+
+    section: np.ndarray
+    method: np.ndarray
+    lr: np.ndarray
+    val: np.ndarray
+    seed: np.ndarray
+    drawn: np.ndarray      # a finite validation loss of a run that did not diverge: a point
+    failed: np.ndarray     # a finished run without one: a cross at the top
+    chosen_section: np.ndarray
+    chosen_method: np.ndarray
+    chosen_lr: np.ndarray
+
+
+def tuning_columns(tune_runs: pd.DataFrame, chosen: pd.DataFrame) -> TuningColumns:
+    """``tune_runs`` and ``chosen`` as whole-column arrays, for the static and the interactive learning-rate
+    figures alike: masked per section and method, not a pandas filter per method (which cost most of a
+    figure), and one rule for which runs are drawn and which are marked as failed."""
+    status, val = tune_runs["status"].to_numpy(object), tune_runs["val_loss"].to_numpy(float)
+    drawn = (status != "diverged") & np.isfinite(val)
+    return TuningColumns(tune_runs["section"].to_numpy(object), tune_runs["method"].to_numpy(object),
+                         tune_runs["lr"].to_numpy(float), val, tune_runs["seed"].to_numpy(), drawn,
+                         ~drawn & np.isin(status, ("diverged",) + OK_STATUSES),
+                         chosen["section"].to_numpy(object), chosen["method"].to_numpy(object),
+                         chosen["lr"].to_numpy(float))

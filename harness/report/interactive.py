@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.report.frames import tuning_columns
+
 PLOTLY_JS = "plotly.min.js"
 DATA_JS = "figures/interactive.js"
 X_CHOICES = (("epoch", "epochs"), ("samples_seen", "samples seen"), ("train_seconds", "training seconds"))
@@ -212,15 +214,8 @@ def lr_sensitivity(tune_runs: pd.DataFrame, chosen: pd.DataFrame, sections: list
     sections = [s for s in sections if (tune_runs["section"] == s).any()]
     if not sections:
         return None
-    # whole columns as arrays, masked per section and method (a pandas filter, sort and concat per method
-    # cost most of the figure); the means stay pandas' groupby mean, over the rows in the same order
-    section, method = tune_runs["section"].to_numpy(object), tune_runs["method"].to_numpy(object)
-    lr, val = tune_runs["lr"].to_numpy(float), tune_runs["val_loss"].to_numpy(float)
-    status, seed = tune_runs["status"].to_numpy(object), tune_runs["seed"].to_numpy()
-    drawn = (status != "diverged") & np.isfinite(val)
-    failed = ~drawn & np.isin(status, ("diverged", "done", "stopped"))
-    c_section, c_method = chosen["section"].to_numpy(object), chosen["method"].to_numpy(object)
-    c_lr = chosen["lr"].to_numpy(float)
+    # the means stay pandas' groupby mean, over the rows in the same order as a per-method frame had them
+    section, method, lr, val, seed, drawn, failed, c_section, c_method, c_lr = tuning_columns(tune_runs, chosen)
     data, shown = [], set()
     positive = bool(drawn.any()) and bool((val[drawn] > 0).all())
     for i, name in enumerate(sections):

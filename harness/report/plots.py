@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.report.frames import tuning_columns
 from harness.report.ticks import plain_ticks
 
 X_AXES = (("epoch", "epochs", False), ("samples_seen", "samples seen (gradient evaluations)", True),
@@ -50,13 +51,17 @@ def _y_band(epoch: np.ndarray, ys: np.ndarray) -> tuple | None:
     ok = np.isfinite(ys)
     if not ok.any():
         return None
-    ys = ys[ok]
     _epochs, group = np.unique(epoch[ok], return_inverse=True)
+    return (ok, group, *_group_stats(group, ys[ok]))
+
+
+def _group_stats(group: np.ndarray, values: np.ndarray) -> tuple:
+    """Per group (``np.unique``'s inverse): the count, mean, min and max of ``values``."""
     n = np.bincount(group)
     low, high = np.full(len(n), np.inf), np.full(len(n), -np.inf)
-    np.minimum.at(low, group, ys)
-    np.maximum.at(high, group, ys)
-    return ok, group, n, np.bincount(group, weights=ys) / n, low, high
+    np.minimum.at(low, group, values)
+    np.maximum.at(high, group, values)
+    return n, np.bincount(group, weights=values) / n, low, high
 
 
 def _x_mean(xs: np.ndarray, ok: np.ndarray, group: np.ndarray, size: int) -> np.ndarray:
@@ -290,13 +295,7 @@ def lr_sensitivity(tune_runs: pd.DataFrame, chosen: pd.DataFrame, sections: list
         return None
     from matplotlib.collections import LineCollection
 
-    section, method = tune_runs["section"].to_numpy(object), tune_runs["method"].to_numpy(object)
-    lr, val = tune_runs["lr"].to_numpy(float), tune_runs["val_loss"].to_numpy(float)
-    status = tune_runs["status"].to_numpy(object)
-    drawn_ok = (status != "diverged") & np.isfinite(val)
-    failed = ~drawn_ok & np.isin(status, ("diverged", "done", "stopped"))
-    c_section, c_method = chosen["section"].to_numpy(object), chosen["method"].to_numpy(object)
-    c_lr = chosen["lr"].to_numpy(float)
+    section, method, lr, val, _seed, drawn_ok, failed, c_section, c_method, c_lr = tuning_columns(tune_runs, chosen)
     cols = min(3, len(sections))
     nrows = int(np.ceil(len(sections) / cols))
     fig, axes = _figure(plt, nrows, cols, 4.3, 3.0)
@@ -313,10 +312,7 @@ def lr_sensitivity(tune_runs: pd.DataFrame, chosen: pd.DataFrame, sections: list
             ok = mine & drawn_ok
             grid, group = np.unique(lr[ok], return_inverse=True)
             if len(grid):
-                mean = np.bincount(group, weights=val[ok]) / np.bincount(group)
-                low, high = np.full(len(grid), np.inf), np.full(len(grid), -np.inf)
-                np.minimum.at(low, group, val[ok])
-                np.maximum.at(high, group, val[ok])
+                _n, mean, low, high = _group_stats(group, val[ok])
                 lines.append(np.column_stack([grid, mean]))
                 line_colors.append(c)
                 bars.extend(((x, lo), (x, hi)) for x, lo, hi in zip(grid, low, high))
